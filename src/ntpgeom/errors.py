@@ -1,0 +1,10 @@
+"""The one exception type for mistakes a user can fix (bad config, bad input file, missing licence).
+
+Anything raised as :class:`UserError` is shown as a single line naming the setting or file and
+what to do, never as a traceback: the CLI prints it and exits with status 2, and Snakemake
+scripts (through :func:`ntpgeom.store.script_main`) write it to the rule's log and exit 1.
+"""
+
+
+class UserError(Exception):
+    """A problem with the user's input or environment, with a message that says how to fix it."""
