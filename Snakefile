@@ -1,0 +1,18 @@
+# ntpgeom: corpus → distinct-context tables → L*, S̄, L^mm → training → geometry → figures.
+# Run: snakemake --cores all            (default config.yaml)
+#      snakemake --cores all --configfile config/tinystories.yaml
+
+
+configfile: "config.yaml"
+
+
+# helpers, config validation, target lists
+include: "rules/common.smk"
+# one file per stage
+include: "rules/tables.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,63 @@
+# Helpers shared by every stage: config validation, per-dataset config sections, package
+# sources as tracked inputs, and the one place where target lists are built.
+import copy
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+DATASETS = list(config["datasets"])
+SCHEMAS = Path(workflow.basedir) / "schemas"
+PACKAGE = Path(workflow.basedir) / "src" / "ntpgeom"
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS) or "none",
+
+
+def _merge(base, override):
+    """Deep-merge override into a copy of base (dicts merge, everything else replaces)."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+_SECTIONS = {}
+
+
+def dataset_section(dataset, section):
+    """config[section] overridden by config["datasets"][dataset][section], validated with defaults."""
+    key = (dataset, section)
+    if key not in _SECTIONS:
+        merged = _merge(config.get(section, {}), config["datasets"][dataset].get(section, {}))
+        try:
+            validate(merged, schema=str(SCHEMAS / f"{section}.schema.yaml"))
+        except Exception as err:  # a schema failure names the dataset and section
+            raise WorkflowError(f"config: datasets.{dataset}.{section} / {section}: {err}")
+        _SECTIONS[key] = merged
+    return _SECTIONS[key]
+
+
+def src_files(*modules):
+    """The package's sources a rule depends on, as inputs, so editing them reruns the rule.
+
+    Snakemake tracks a rule's own script but not the modules it imports. The core modules every
+    stage uses are always included; a name is a module (``table``) or a subpackage (``svm``).
+    """
+    paths = []
+    for name in ("__init__", "errors", "store", "table") + modules:
+        module = PACKAGE / f"{name}.py"
+        paths += [str(module)] if module.exists() else sorted(map(str, (PACKAGE / name).glob("*.py")))
+    return sorted(set(paths))
+
+
+def all_targets():
+    """Everything `rule all` builds: each stage contributes its <stage>_targets()."""
+    return table_targets()

@@ -1,0 +1,17 @@
+"""Rule build_table: a dataset's corpus → results/{dataset}/table.zarr."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from ntpgeom.build import build_table  # noqa: E402
+from ntpgeom.store import script_main  # noqa: E402
+
+
+def main() -> None:
+    spec = snakemake.params.spec
+    build_table(spec["dataset"], spec["table"], out=snakemake.output.table,
+                name=snakemake.wildcards.dataset)
+
+
+script_main(main)
