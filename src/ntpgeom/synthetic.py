@@ -1,0 +1,130 @@
+"""Corpora and tables generated in code: no download, fully seeded.
+
+- :func:`grammar_corpus`: text in the shape of the paper's synthetic dataset (``docs/paper.md``
+  §2.1(a)): fixed five-word prefixes, each followed by a few possible next words, with supports
+  that overlap and sometimes coincide (so that subspace collapse shows). It goes through the same
+  table builder as real text.
+- :func:`ksubset_table`: every k-subset of V tokens is one context's support; the NTP-SVM
+  solution is then S̄ = (I − 11ᵀ/V) S in closed form (§1.7), a built-in solver check.
+- :func:`random_table`: random supports with Zipf-like token popularity (the baselines'
+  ``rVxm`` problems, ``../shared/reference/problems.py``), for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from ntpgeom.errors import UserError
+from ntpgeom.table import Table
+
+#: Five-word prefixes in the spirit of the paper's ``verysmallset.txt`` (no apostrophes, so each
+#: word is one token of the word tokenizer).
+PREFIXES = [
+    "lily wants to try the", "lily wants to eat the", "tim wants to try the",
+    "tim wants to see the", "lily was playing with her", "tim was playing with his",
+    "the little girl was so", "the little boy was so", "lily needs help because she",
+    "tim needs help because he", "mom said they could see", "they went to the big",
+    "one day lily found a", "one day tim found a", "the dog ran to the", "the cat ran to the",
+]
+
+#: Next words; the first six form the paper's "cheat list": frequent words drawn first for half
+#: of the contexts, so that their supports overlap or coincide.
+NEXT_WORDS = [
+    "cake", "ball", "park", "happy", "dog", "box",
+    "cookies", "swing", "soup", "game", "bike", "dress", "pizza", "guitar", "movie", "doll",
+    "kite", "tree", "toy", "book", "hat", "excited", "tired", "sad", "stuck", "lost", "scared",
+    "sleepy", "hungry", "brave", "garden", "river", "car", "bird", "flower", "boat", "apple",
+    "shoe", "lamp", "star",
+]
+
+
+def grammar_corpus(n_contexts: int = 16, support_size: int = 3, n_words: int = 30,
+                   n_sentences: int = 3000, seed: int = 0) -> list[str]:
+    """Sentences "<prefix> <next word>", one per document.
+
+    Context j (a prefix) gets ``support_size`` next words; for even j they come from the six-word
+    cheat list (so supports overlap, and some coincide), for odd j from the whole pool. Sentences
+    pick a context with probability ∝ a random weight and a next word with probability ∝ a random
+    integer weight in {1, …, 4} (the paper's ``randint(1, 5)`` counts).
+    """
+    if not 1 <= n_contexts <= len(PREFIXES):
+        raise UserError(f"synthetic.n_contexts must be between 1 and {len(PREFIXES)}; "
+                        f"got {n_contexts}")
+    if not 2 <= n_words <= len(NEXT_WORDS):
+        raise UserError(f"synthetic.n_words must be between 2 and {len(NEXT_WORDS)}; "
+                        f"got {n_words}")
+    if not 1 <= support_size < min(n_words, 6):
+        raise UserError("synthetic.support_size must be at least 1 and below both n_words and "
+                        f"6 (the cheat list); got {support_size}")
+    rng = np.random.default_rng(seed)
+    words = NEXT_WORDS[:n_words]
+    supports, weights = [], []
+    for j in range(n_contexts):
+        pool = 6 if j % 2 == 0 else n_words
+        supports.append(rng.choice(pool, size=support_size, replace=False))
+        weights.append(rng.integers(1, 5, size=support_size).astype(float))
+    ctx_p = rng.uniform(0.5, 1.5, size=n_contexts)
+    ctx = rng.choice(n_contexts, size=n_sentences, p=ctx_p / ctx_p.sum())
+    docs = []
+    for j in ctx:
+        z = rng.choice(supports[j], p=weights[j] / weights[j].sum())
+        docs.append(f"{PREFIXES[j]} {words[z]}")
+    return docs
+
+
+def ksubset_table(V: int, k: int, seed: int = 0) -> Table:  # noqa: N803
+    """Every k-subset of V tokens ``t0 … t{V-1}`` as a support, counts randint(1, 5) per pair.
+
+    Context j's input is its own k tokens (so the transformer can read it), named like
+    ``"t0 t3"``.
+    """
+    if not 1 <= k < V:
+        raise UserError(f"synthetic: ksubset needs 1 <= k < V; got V={V}, k={k}")
+    subsets = list(itertools.combinations(range(V), k))
+    if len(subsets) > 2_000_000:
+        raise UserError(f"synthetic: C({V},{k}) = {len(subsets)} contexts is too many; lower V "
+                        "or k")
+    rng = np.random.default_rng(seed)
+    ctx = np.repeat(np.arange(len(subsets)), k)
+    nxt = np.array(subsets, dtype=np.int64).reshape(-1)
+    counts = rng.integers(1, 5, size=len(nxt))
+    names = [f"t{i}" for i in range(V)]
+    return Table.from_pairs([tuple(names[i] for i in s) for s in subsets], ctx_index=ctx,
+                            next_tokens=names, next_index=nxt, counts=counts,
+                            source=f"synthetic:ksubset(V={V},k={k})",
+                            attrs={"closed_form": "S_bar"})
+
+
+def random_table(V: int, m: int, max_support: int = 6, seed: int = 0,  # noqa: N803
+                 zipf_a: float = 1.0, context_length: int = 3) -> Table:
+    """m contexts with supports of size uniform in 1..max_support (capped at V − 1).
+
+    Tokens are drawn without replacement with weights ∝ 1/rank^zipf_a, so popular tokens are
+    shared by many contexts and small supports repeat (as in ``baselines.md``'s rVxm problems);
+    counts are randint(1, 5). Contexts are random token tuples of ``context_length``, distinct.
+    """
+    rng = np.random.default_rng(seed)
+    w = 1.0 / np.arange(1, V + 1) ** zipf_a
+    w /= w.sum()
+    ctx, nxt = [], []
+    for j in range(m):
+        s = int(rng.integers(1, min(max_support, V - 1) + 1))
+        z = rng.choice(V, size=s, replace=False, p=w)
+        ctx += [j] * s
+        nxt += list(z)
+    names = [f"w{i}" for i in range(V)]
+    # Distinct context tuples: the digits of j in base V, padded (V ≥ 2).
+    digits = np.zeros((m, context_length), dtype=np.int64)
+    rest = np.arange(m)
+    for p in range(context_length - 1, -1, -1):
+        digits[:, p] = rest % V
+        rest //= V
+    if (rest > 0).any():
+        raise UserError(f"random_table: {m} contexts do not fit in {V}^{context_length} tuples")
+    contexts = [tuple(names[i] for i in row) for row in digits]
+    counts = rng.integers(1, 5, size=len(nxt))
+    return Table.from_pairs(contexts, ctx_index=np.array(ctx), next_tokens=names,
+                            next_index=np.array(nxt), counts=counts,
+                            source=f"synthetic:random(V={V},m={m},seed={seed})")
