@@ -1,0 +1,455 @@
+"""Parameter grids: named axes over the point parameters, their expansion, and their aggregate.
+
+A grid (``config.yaml`` → ``grids: {name: {axes: ..., fixed: ...}}``) is the Cartesian product of
+its axes. Each point is one training run with its own store
+(``results/grid/{grid}/points/{pattern}.zarr``) and the aggregate stacks every point's store into
+one dataset with the axes as dimensions (``results/grid/{grid}.zarr``, ``docs/artifacts.md``).
+
+Point paths use Snakemake's ``Paramspace`` format (``model~ufm/d~8/seed~0``), built here from the
+axis values without Snakemake, so the expansion is pure and unit-tested and costs nothing per point
+at parse time: the workflow only enumerates patterns when the aggregate's inputs are asked for.
+
+The parameters a point can vary are :data:`POINT_KEYS`; their defaults are :data:`POINT_DEFAULTS`
+(the same names as the training stage's ``train:`` section, plus the table-level keys ``dataset``,
+``count_model``, ``zipf_a`` and the source of L^mm, ``solver``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ntpgeom.errors import UserError
+from ntpgeom.table import Table
+
+log = logging.getLogger(__name__)
+
+#: Separator between an axis name and its value, and between axes, in a point's path (Paramspace).
+PARAM_SEP = "~"
+
+#: Every parameter a grid point has: (type, allowed values or None, default, meaning).
+POINT_KEYS: dict[str, tuple[type | tuple[type, ...], tuple[Any, ...] | None, Any, str]] = {
+    "dataset": (str, None, None, "dataset name from `datasets:` (default: the first one)"),
+    "model": (str, ("ufm", "transformer"), "ufm", "the model trained at the point"),
+    "d": (int, None, 16, "embedding width d"),
+    "optimizer": (str, ("gd", "adam", "adamw"), "gd",
+                  "gd and adam add the ridge λ/2(‖W‖²+‖H‖²) to the loss; adamw decays by λ"),
+    "lr": ((int, float), None, 0.5, "step size"),
+    "lambda": ((int, float), None, 0.0, "ridge λ (explicit regularization; 0 = none)"),
+    "seed": (int, None, 0, "seed of the initialization"),
+    "epochs": (int, None, 2000, "full-batch steps"),
+    "checkpoints": (int, None, 40, "log-spaced steps at which metrics are recorded"),
+    "count_model": (str, ("table", "uniform", "zipf"), "table",
+                    "counts of each (context, token) pair: as in the table, all equal, or Zipf "
+                    "by token popularity; the supports never change"),
+    "zipf_a": ((int, float), None, 1.0, "Zipf exponent of count_model=zipf"),
+    "solver": (str, None, "closed_form",
+               "where L^mm comes from: closed_form (S̄, exact for k-subset tables) or an svm "
+               "stage solver whose store results/{dataset}/svm/{solver}.zarr is read"),
+}
+POINT_DEFAULTS: dict[str, Any] = {k: v[2] for k, v in POINT_KEYS.items()}
+
+#: Keys that fix the shapes of a training run; points equal in these train in one batched step.
+SHAPE_KEYS = ("dataset", "model", "d", "epochs", "checkpoints", "count_model", "zipf_a", "solver")
+
+#: Figures a grid can ask for (:mod:`ntpgeom.grid_figures`); ``curves`` fits any grid.
+FIGURES = ("curves", "d_sweep", "reg_path", "imbalance", "seeds")
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """One grid: its name, its axes (in order) and the values fixed for every point.
+
+    Attributes
+    ----------
+    name : str
+        The grid's name (``results/grid/{name}.zarr``).
+    axes : dict of str to list
+        Axis name → values, in the order they become dimensions and path components.
+    fixed : dict
+        Point parameters that are the same for every point (override :data:`POINT_DEFAULTS`).
+    defaults : dict
+        :data:`POINT_DEFAULTS` with the dataset default filled in.
+    figure : str
+        Which figure draws the aggregate (one of :data:`FIGURES`).
+    """
+
+    name: str
+    axes: dict[str, list[Any]]
+    fixed: dict[str, Any] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=lambda: dict(POINT_DEFAULTS))
+    figure: str = "curves"
+
+    @property
+    def size(self) -> int:
+        """Number of points (the product of the axis lengths)."""
+        return math.prod(len(v) for v in self.axes.values())
+
+    def patterns(self) -> Iterable[str]:
+        """Every point's path pattern, in C order over the axes (the last axis varies fastest)."""
+        names = list(self.axes)
+        for values in itertools.product(*self.axes.values()):
+            yield "/".join(f"{k}{PARAM_SEP}{v}" for k, v in zip(names, values, strict=True))
+
+    @cached_property
+    def _index(self) -> dict[str, tuple[Any, ...]]:
+        # Built once per grid, on the first lookup (when jobs are created), never at parse time.
+        return dict(zip(self.patterns(), itertools.product(*self.axes.values()), strict=True))
+
+    def point(self, pattern: str) -> dict[str, Any]:
+        """The full parameters of the point at ``pattern``: defaults ← fixed ← axis values.
+
+        Raises
+        ------
+        UserError
+            If ``pattern`` is not a point of this grid.
+        """
+        try:
+            values = self._index[pattern]
+        except KeyError:
+            raise UserError(f"grids.{self.name}: no point '{pattern}'; points look like "
+                            f"'{next(iter(self.patterns()))}'") from None
+        return {**self.defaults, **self.fixed, **dict(zip(self.axes, values, strict=True))}
+
+    def definition(self) -> dict[str, Any]:
+        """The grid as JSON-able data (stored in the aggregate's attrs)."""
+        return {"name": self.name, "axes": self.axes, "fixed": self.fixed,
+                "defaults": self.defaults, "figure": self.figure}
+
+
+def _check_value(where: str, key: str, value: Any, datasets: Sequence[str]) -> None:
+    typ, allowed, _, _ = POINT_KEYS[key]
+    # bool is an int subclass: `d: true` is a typo, not d=1.
+    if isinstance(value, bool) or not isinstance(value, typ):
+        names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise UserError(f"{where}: {key} must be {names}; got {value!r}")
+    if allowed is not None and value not in allowed:
+        raise UserError(f"{where}: unknown {key} '{value}'; choose from {', '.join(allowed)}")
+    if key == "dataset" and value not in datasets:
+        raise UserError(f"{where}: unknown dataset '{value}'; choose from {', '.join(datasets)}")
+    if key in ("d", "epochs", "checkpoints") and value < 1:
+        raise UserError(f"{where}: {key} must be at least 1; got {value}")
+    if key in ("lr", "zipf_a") and not value > 0:
+        raise UserError(f"{where}: {key} must be positive; got {value}")
+    if key == "lambda" and value < 0:
+        raise UserError(f"{where}: lambda must be >= 0; got {value}")
+    if isinstance(value, str) and ("/" in value or PARAM_SEP in value or not value):
+        raise UserError(f"{where}: {key} value '{value}' may not be empty or contain '/' or "
+                        f"'{PARAM_SEP}' (it becomes part of a path)")
+
+
+def parse_grid(name: str, entry: Mapping[str, Any], *, datasets: Sequence[str]) -> GridSpec:
+    """Validate one ``grids:`` entry and return its :class:`GridSpec`.
+
+    Every mistake is one :class:`UserError` line naming the setting (``grids.<name>.axes.<axis>``).
+
+    Parameters
+    ----------
+    name : str
+        The grid's name.
+    entry : mapping
+        ``{"axes": {axis: [values]}, "fixed": {key: value}}``.
+    datasets : sequence of str
+        The configured dataset names (valid values of the ``dataset`` axis; the first is the
+        default dataset).
+    """
+    where = f"grids.{name}"
+    if not name or PARAM_SEP in name or "/" in name:
+        raise UserError(f"{where}: a grid name may not be empty or contain '/' or '{PARAM_SEP}'")
+    unknown = set(entry) - {"axes", "fixed", "figure", "description"}
+    if unknown:
+        raise UserError(f"{where}: unknown setting '{sorted(unknown)[0]}'; choose from axes, "
+                        "fixed, figure, description")
+    figure = entry.get("figure", "curves")
+    if figure not in FIGURES:
+        raise UserError(f"{where}.figure: unknown figure '{figure}'; choose from "
+                        f"{', '.join(FIGURES)}")
+    axes = entry.get("axes") or {}
+    if not isinstance(axes, Mapping) or not axes:
+        raise UserError(f"{where}.axes: a grid needs at least one axis, e.g. axes: {{d: [8, 16]}}")
+    valid = ", ".join(POINT_KEYS)
+    out: dict[str, list[Any]] = {}
+    for axis, values in axes.items():
+        at = f"{where}.axes.{axis}"
+        if axis not in POINT_KEYS:
+            raise UserError(f"{at}: unknown axis '{axis}'; choose from {valid}")
+        if not isinstance(values, list) or not values:
+            raise UserError(f"{at}: needs a non-empty list of values; got {values!r}")
+        for v in values:
+            _check_value(at, axis, v, datasets)
+        # Two equal values would be one path: the aggregate could not tell them apart.
+        labels = [str(v) for v in values]
+        if len(set(labels)) != len(labels):
+            raise UserError(f"{at}: values must be distinct; got {values}")
+        out[axis] = list(values)
+    fixed = dict(entry.get("fixed") or {})
+    for key, value in fixed.items():
+        at = f"{where}.fixed.{key}"
+        if key not in POINT_KEYS:
+            raise UserError(f"{at}: unknown setting '{key}'; choose from {valid}")
+        if key in out:
+            raise UserError(f"{at}: '{key}' is also an axis; keep one of the two")
+        _check_value(at, key, value, datasets)
+    defaults = {**POINT_DEFAULTS, "dataset": datasets[0] if datasets else None}
+    return GridSpec(name=name, axes=out, fixed=fixed, defaults=defaults, figure=figure)
+
+
+def batch_key(point: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Points with equal keys have equal shapes and can train in one batched step."""
+    return tuple(point[k] for k in SHAPE_KEYS)
+
+
+# -- tables -------------------------------------------------------------------------------------
+def reweight_counts(table: Table, count_model: str, *, zipf_a: float = 1.0) -> Table:
+    """The same supports with new pair counts: the ``imbalance`` grid's knob.
+
+    ``table`` keeps the counts; ``uniform`` gives every (context, token) pair count 1 (so π is
+    ∝ support size and P uniform on each support); ``zipf`` gives token z the count
+    ⌈1000 / r_z^a⌉, r_z its popularity rank (1 = the token in most supports), so frequent words
+    dominate both P and π. L^mm depends on the supports only (``docs/paper.md`` §1.5), so it must
+    not change; L* and the training speed do.
+
+    Raises
+    ------
+    UserError
+        On an unknown ``count_model``.
+    """
+    if count_model == "table":
+        return table
+    if count_model == "uniform":
+        counts = np.ones_like(table.pair_count)
+    elif count_model == "zipf":
+        popularity = np.bincount(table.indices, minlength=table.V)
+        # rank 1 = most supports; ties broken by token order so the result is deterministic
+        order = np.lexsort((np.arange(table.V), -popularity))
+        rank = np.empty(table.V, dtype=np.int64)
+        rank[order] = np.arange(1, table.V + 1)
+        counts = np.ceil(1000.0 / rank[table.indices] ** zipf_a).astype(np.int64)
+    else:
+        raise UserError(f"count_model: unknown '{count_model}'; choose from table, uniform, zipf")
+    attrs = {**table.attrs, "count_model": count_model}
+    if count_model == "zipf":
+        attrs["zipf_a"] = float(zipf_a)
+    return Table(contexts=table.contexts, tokens=table.tokens, input_tokens=table.input_tokens,
+                 context_ids=table.context_ids, indptr=table.indptr, indices=table.indices,
+                 pair_count=counts, source=table.source, attrs=attrs)
+
+
+def max_margin_logits(table: Table, solver: str, svm_store: str | Path | None = None
+                      ) -> np.ndarray:
+    """L^mm (V × m) for a point: S̄ in closed form, or read from the svm stage's store.
+
+    Raises
+    ------
+    UserError
+        If ``closed_form`` is asked for a table without a closed form, or the store is missing.
+    """
+    from ntpgeom.reference import centered_support
+
+    if solver == "closed_form":
+        if table.attrs.get("closed_form") != "S_bar":
+            raise UserError(f"solver: closed_form needs a k-subset table (L^mm = S̄); the table "
+                            f"'{table.source}' has none: set the grid's solver to an svm stage "
+                            "solver (e.g. fixed: {solver: scs})")
+        return centered_support(table.S())
+    if svm_store is None:
+        raise UserError(f"solver: '{solver}' needs the svm stage's store "
+                        "results/{dataset}/svm/{solver}.zarr")
+    from ntpgeom.store import open_store
+
+    ds = open_store(svm_store)
+    L = ds["L_mm"].transpose("token", "context").values
+    if L.shape != (table.V, table.m):
+        raise UserError(f"{svm_store}: L_mm is {L.shape}, the table is {(table.V, table.m)}; "
+                        "rebuild the svm store")
+    return np.asarray(L, dtype=float)
+
+
+# -- point stores and the aggregate ------------------------------------------------------------
+def point_dataset(history: Mapping[str, np.ndarray], *, table: Table, L_mm: np.ndarray,  # noqa: N803
+                  point: Mapping[str, Any], wall_seconds: float | None = None):
+    """One point's store: its metrics per ``step`` and its scalars (see :mod:`ntpgeom.batched`).
+
+    Parameters
+    ----------
+    history : mapping
+        From :func:`ntpgeom.batched.metrics`: ``step`` and per-step arrays, ``L_final`` (V × m).
+    table, L_mm
+        The point's table and max-margin logits.
+    point : mapping
+        The point's full parameters (into attrs).
+    """
+    import xarray as xr
+
+    from ntpgeom.store import provenance
+
+    per_step = {
+        "loss": "training loss (with the ridge term, if any)",
+        "ce_minus_entropy": "CE − H, the excess cross-entropy",
+        "dist_in_support": "‖P_F(L) − L*‖_F, distance of the in-support part to L*",
+        "dir_dist_mm": "‖L/‖L‖ − L^mm/‖L^mm‖‖_F, direction distance to L^mm",
+        "dir_dist_sbar": "‖L/‖L‖ − S̄/‖S̄‖‖_F, direction distance to S̄",
+        "norm_L": "‖L‖_F", "norm_W": "‖W‖_F", "norm_H": "‖H‖_F",
+    }
+    obj = np.dtype(object)
+    ds = xr.Dataset(
+        {k: ("step", np.asarray(history[k], dtype=float), {"long_name": v})
+         for k, v in per_step.items()},
+        coords={"step": ("step", np.asarray(history["step"], dtype=np.int64)),
+                "token": ("token", np.array(table.tokens, dtype=obj)),
+                "context": ("context", np.array(table.contexts, dtype=obj))},
+    )
+    sigma = np.linalg.svd(L_mm, compute_uv=False)
+    rank = int((sigma > 1e-6 * sigma[0]).sum())
+    d = int(point["d"])
+    ds["L_final"] = (("token", "context"), np.asarray(history["L_final"], dtype=float),
+                     {"long_name": "logits W H at the last step"})
+    ds["rank_mm"] = ((), rank, {"long_name": "rank of L^mm (relative threshold 1e-6)"})
+    ds["nuclear_norm_mm"] = ((), float(sigma.sum()), {"long_name": "‖L^mm‖_*"})
+    ds["rank_limit"] = ((), rank_limited_distance(sigma, d), {
+        "long_name": "direction distance from L^mm to its best rank-d approximation: a lower "
+                     "bound on dir_dist_mm for any L of rank ≤ d"})
+    ds["entropy"] = ((), float(table.entropy), {"long_name": "H", "units": "nats"})
+    ds.attrs = provenance(dict(point), wall_seconds=wall_seconds, m=table.m, V=table.V)
+    return ds
+
+
+def rank_limited_distance(sigma: np.ndarray, d: int) -> float:
+    """min over rank-≤d L of ‖L/‖L‖ − L^mm/‖L^mm‖‖_F, from L^mm's singular values σ.
+
+    The best direction is the truncated SVD's (Eckart–Young), at cosine c = ‖σ_{≤d}‖/‖σ‖, and
+    two unit vectors at cosine c are √(2 − 2c) apart. 0 when d ≥ rank(L^mm).
+    """
+    sigma = np.sort(np.asarray(sigma, dtype=float))[::-1]
+    c = float(np.linalg.norm(sigma[:d]) / np.linalg.norm(sigma))
+    return math.sqrt(max(0.0, 2.0 - 2.0 * min(c, 1.0)))
+
+
+def aggregate(spec: GridSpec, stores: Mapping[str, str | Path]):
+    """Stack every point's store into one dataset with the grid's axes as dimensions.
+
+    Parameters
+    ----------
+    spec : GridSpec
+        The grid.
+    stores : mapping
+        Point pattern → path of its store; must cover every point of the grid.
+
+    Returns
+    -------
+    xarray.Dataset
+        Each point variable gains the axes as leading dims, in the grid's order and with its
+        values in the declared order. Points whose ``step`` (or ``token``/``context``) coords
+        differ are aligned by an outer join, gaps filled with NaN.
+
+    Raises
+    ------
+    UserError
+        If a point is missing or its store is not complete (no ``zarr.json``: an interrupted write
+        never counts as a point).
+    """
+    import xarray as xr
+
+    from ntpgeom.store import open_store, provenance
+
+    patterns = list(spec.patterns())
+    missing = [p for p in patterns if p not in stores]
+    if missing:
+        raise UserError(f"grids.{spec.name}: {len(missing)} points have no store, e.g. "
+                        f"'{missing[0]}'; run the grid first")
+    parts = []
+    for pattern in patterns:
+        path = Path(stores[pattern])
+        if not (path / "zarr.json").is_file():
+            raise UserError(f"grids.{spec.name}: point store {path} is incomplete or missing; "
+                            "rerun the grid (snakemake --rerun-incomplete)")
+        ds = open_store(path)
+        ds.attrs = {}
+        parts.append(ds)
+    combined = xr.concat(parts, dim="point", join="outer", fill_value=np.nan,
+                         coords="minimal", compat="override", data_vars="all")
+    axes = list(spec.axes)
+    point_values = list(itertools.product(*spec.axes.values()))
+    for i, axis in enumerate(axes):
+        combined = combined.assign_coords({axis: ("point", _coord([v[i] for v in point_values]))})
+    combined = combined.set_index(point=axes).unstack("point")
+    # unstack sorts each axis; restore the declared order (the figures read axes left to right).
+    combined = combined.reindex({a: _coord(v) for a, v in spec.axes.items()})
+    order = axes + [d for d in combined.dims if d not in axes]
+    combined = combined.transpose(*order)
+    combined.attrs = provenance(spec.definition(), grid=spec.name,
+                                grid_definition=json.dumps(spec.definition(), sort_keys=True))
+    for axis in axes:
+        combined[axis].attrs["long_name"] = POINT_KEYS[axis][3]
+    return combined
+
+
+def _coord(values: Sequence[Any]) -> np.ndarray:
+    """Axis values as a coordinate: strings as object dtype (zarr 3 stores those as ``string``)."""
+    if any(isinstance(v, str) for v in values):
+        return np.array([str(v) for v in values], dtype=object)
+    return np.asarray(values)
+
+
+# -- running points ------------------------------------------------------------------------------
+def run_points(table: Table, L_mm: np.ndarray, points: Sequence[Mapping[str, Any]], *,  # noqa: N803
+               device: str | None = None) -> list[Any]:
+    """Train equal-shape points together and return each point's store dataset.
+
+    Parameters
+    ----------
+    table : Table
+        The points' table (after :func:`reweight_counts`).
+    L_mm : ndarray (V, m)
+        The max-margin logits (:func:`max_margin_logits`).
+    points : sequence of mapping
+        Full point parameters, all with the same :func:`batch_key`.
+    device : str, optional
+        ``cuda`` when available, else ``cpu``.
+
+    Raises
+    ------
+    UserError
+        For a model other than the UFM (transformer points go through the training stage).
+    """
+    import time
+
+    import torch
+
+    from ntpgeom.batched import checkpoint_steps, metrics, train_batch
+    from ntpgeom.reference import centered_support, in_support_logits
+
+    if len({batch_key(p) for p in points}) != 1:
+        raise ValueError("run_points needs points of equal shape (see batch_key)")
+    first = points[0]
+    if first["model"] != "ufm":
+        raise UserError(f"model: grid points train the UFM here; '{first['model']}' points need "
+                        "the training stage (rule train), not merged into this workflow yet")
+    table.check_for_theory("grid point table")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # float64 on CPU: the tiny problems are exact there; float32 is what a GPU runs fast.
+    dtype = torch.float64 if device == "cpu" else torch.float32
+    S, P, pi = table.S(), table.P(), table.pi
+    L_star, S_bar = in_support_logits(S, P), centered_support(S)
+    steps = checkpoint_steps(first["epochs"], first["checkpoints"])
+    start = time.perf_counter()
+    runs = train_batch(P, pi, first["d"], points, epochs=first["epochs"], steps=steps,
+                       device=device, dtype=dtype)
+    wall = (time.perf_counter() - start) / len(points)
+    log.info("trained %d point(s) of shape %s on %s in %.1f s", len(points), batch_key(first),
+             device, wall * len(points))
+    out = []
+    for point, run in zip(points, runs, strict=True):
+        hist = metrics(run, S=S, P=P, pi=pi, entropy=table.entropy, L_star=L_star, L_mm=L_mm,
+                       S_bar=S_bar)
+        out.append(point_dataset(hist, table=table, L_mm=L_mm, point=point, wall_seconds=wall))
+    return out
