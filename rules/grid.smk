@@ -23,6 +23,11 @@ def _parse_grids():
 GRIDS = _parse_grids()
 
 
+# Without this, `results/grid/{grid}.zarr` would also match a point store (grid = "g/points/...").
+wildcard_constraints:
+    grid="|".join(GRIDS) or "none",
+
+
 def grid_targets():
     """Each grid's aggregate and figure."""
     return expand(["results/grid/{grid}.zarr", "results/grid/figures/{grid}.png"], grid=GRIDS)

@@ -14,7 +14,7 @@ def main() -> None:
     table = reweight_counts(load(snakemake.input.table), point["count_model"],
                             zipf_a=point["zipf_a"])
     L_mm = max_margin_logits(table, point["solver"], snakemake.input.get("svm"))
-    (ds,) = run_points(table, L_mm, [point])
+    (ds,) = run_points(table, L_mm, [point], threads=snakemake.threads)
     write_store(ds, snakemake.output.point)
 
 

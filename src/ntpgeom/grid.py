@@ -20,6 +20,7 @@ import itertools
 import json
 import logging
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -361,6 +362,8 @@ def aggregate(spec: GridSpec, stores: Mapping[str, str | Path]):
 
     from ntpgeom.store import open_store, provenance
 
+    # Snakemake leaves a .snakemake_timestamp file in every directory output; zarr warns about it.
+    warnings.filterwarnings("ignore", message="Object at .snakemake_timestamp")
     patterns = list(spec.patterns())
     missing = [p for p in patterns if p not in stores]
     if missing:
@@ -402,7 +405,7 @@ def _coord(values: Sequence[Any]) -> np.ndarray:
 
 # -- running points ------------------------------------------------------------------------------
 def run_points(table: Table, L_mm: np.ndarray, points: Sequence[Mapping[str, Any]], *,  # noqa: N803
-               device: str | None = None) -> list[Any]:
+               device: str | None = None, threads: int = 1) -> list[Any]:
     """Train equal-shape points together and return each point's store dataset.
 
     Parameters
@@ -415,6 +418,9 @@ def run_points(table: Table, L_mm: np.ndarray, points: Sequence[Mapping[str, Any
         Full point parameters, all with the same :func:`batch_key`.
     device : str, optional
         ``cuda`` when available, else ``cpu``.
+    threads : int
+        CPU threads for torch (the rule's ``threads``; torch's default, every core, oversubscribes
+        the machine when Snakemake runs several points at once).
 
     Raises
     ------
@@ -435,6 +441,7 @@ def run_points(table: Table, L_mm: np.ndarray, points: Sequence[Mapping[str, Any
         raise UserError(f"model: grid points train the UFM here; '{first['model']}' points need "
                         "the training stage (rule train), not merged into this workflow yet")
     table.check_for_theory("grid point table")
+    torch.set_num_threads(threads)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     # float64 on CPU: the tiny problems are exact there; float32 is what a GPU runs fast.
     dtype = torch.float64 if device == "cpu" else torch.float32

@@ -1,0 +1,247 @@
+"""Grid expansion, point parameters, count reweighting, the batched trainer and the aggregate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ntpgeom.batched import BatchedUFM, checkpoint_steps, train_batch
+from ntpgeom.errors import UserError
+from ntpgeom.grid import (
+    GridSpec,
+    aggregate,
+    batch_key,
+    max_margin_logits,
+    parse_grid,
+    rank_limited_distance,
+    reweight_counts,
+    run_points,
+)
+from ntpgeom.reference import centered_support
+from ntpgeom.synthetic import ksubset_table, random_table
+
+DATASETS = ["k5", "other"]
+
+
+def spec(**entry):
+    return parse_grid("g", {"axes": {"d": [2, 8], "seed": [0, 1, 2]}, **entry}, datasets=DATASETS)
+
+
+# -- expansion ----------------------------------------------------------------------------------
+def test_patterns_match_snakemake_paramspace():
+    import pandas as pd
+    from snakemake.utils import Paramspace
+
+    s = parse_grid("g", {"axes": {"lambda": [0.0, 1e-05, 0.001], "optimizer": ["gd", "adam"]}},
+                   datasets=DATASETS)
+    rows = [dict(zip(s.axes, v, strict=True)) for v in
+            __import__("itertools").product(*s.axes.values())]
+    ps = Paramspace(pd.DataFrame(rows))
+    assert list(s.patterns()) == list(ps.instance_patterns)
+    assert s.size == 6
+
+
+def test_point_merges_defaults_fixed_axes():
+    s = spec(fixed={"epochs": 50, "dataset": "other"})
+    p = s.point("d~8/seed~2")
+    assert (p["d"], p["seed"], p["epochs"], p["dataset"], p["optimizer"]) == (8, 2, 50, "other",
+                                                                              "gd")
+    assert s.point("d~2/seed~0")["dataset"] == "other"
+    assert spec().point("d~2/seed~0")["dataset"] == "k5"  # the first dataset by default
+    with pytest.raises(UserError, match=r"grids.g: no point 'd~3/seed~0'"):
+        s.point("d~3/seed~0")
+
+
+def test_thousand_points_expand_fast():
+    import time
+
+    s = parse_grid("big", {"axes": {"d": list(range(1, 11)), "seed": list(range(10)),
+                                    "lr": [0.1 * k for k in range(1, 11)]}}, datasets=DATASETS)
+    start = time.perf_counter()
+    patterns = list(s.patterns())
+    s.point(patterns[-1])
+    assert len(patterns) == 1000 and len(set(patterns)) == 1000
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize(("entry", "match"), [
+    ({"axes": {"dd": [1]}}, r"grids.g.axes.dd: unknown axis 'dd'; choose from dataset, model"),
+    ({"axes": {"d": []}}, r"grids.g.axes.d: needs a non-empty list of values"),
+    ({"axes": {"d": 4}}, r"grids.g.axes.d: needs a non-empty list"),
+    ({"axes": {}}, r"grids.g.axes: a grid needs at least one axis"),
+    ({"axes": {"d": [4, 4]}}, r"grids.g.axes.d: values must be distinct"),
+    ({"axes": {"d": [0]}}, r"grids.g.axes.d: d must be at least 1"),
+    ({"axes": {"d": [True]}}, r"grids.g.axes.d: d must be int"),
+    ({"axes": {"optimizer": ["sgdd"]}}, r"unknown optimizer 'sgdd'; choose from gd, adam, adamw"),
+    ({"axes": {"dataset": ["nope"]}}, r"unknown dataset 'nope'; choose from k5, other"),
+    ({"axes": {"lambda": [-1.0]}}, r"lambda must be >= 0"),
+    ({"axes": {"solver": ["a/b"]}}, r"may not be empty or contain '/'"),
+    ({"axes": {"d": [4]}, "fixed": {"d": 3}}, r"grids.g.fixed.d: 'd' is also an axis"),
+    ({"axes": {"d": [4]}, "fixed": {"wd": 3}}, r"grids.g.fixed.wd: unknown setting 'wd'"),
+    ({"axes": {"d": [4]}, "figure": "bars"}, r"grids.g.figure: unknown figure 'bars'"),
+    ({"axes": {"d": [4]}, "axis": {}}, r"grids.g: unknown setting 'axis'"),
+])
+def test_bad_grid_is_one_line_naming_the_setting(entry, match):
+    with pytest.raises(UserError, match=match) as err:
+        parse_grid("g", entry, datasets=DATASETS)
+    assert "\n" not in str(err.value)
+
+
+def test_batch_key_groups_equal_shapes():
+    s = parse_grid("g", {"axes": {"d": [2, 4], "seed": [0, 1], "lr": [0.1, 0.2]}},
+                   datasets=DATASETS)
+    keys = {batch_key(s.point(p)) for p in s.patterns()}
+    assert len(keys) == 2  # seeds and step sizes batch together; d does not
+
+
+# -- tables and L^mm ----------------------------------------------------------------------------
+def test_reweight_counts_keeps_supports_and_L_mm():  # noqa: N802
+    t = ksubset_table(6, 2)
+    for model in ("uniform", "zipf"):
+        r = reweight_counts(t, model, zipf_a=1.5)
+        np.testing.assert_array_equal(r.S(), t.S())
+        np.testing.assert_array_equal(max_margin_logits(r, "closed_form"),
+                                      max_margin_logits(t, "closed_form"))
+    u = reweight_counts(t, "uniform")
+    np.testing.assert_allclose(u.P()[u.S()], 0.5)  # two tokens per support, equal counts
+    z = reweight_counts(random_table(8, 12, seed=1), "zipf", zipf_a=1.0)
+    popularity = np.bincount(z.indices, minlength=z.V)
+    top = int(np.argmax(popularity))
+    assert z.pair_count[z.indices == top].min() == 1000  # the most popular token: rank 1
+    assert reweight_counts(t, "table") is t
+    with pytest.raises(UserError, match="count_model: unknown 'zip'"):
+        reweight_counts(t, "zip")
+
+
+def test_closed_form_needs_a_ksubset_table():
+    with pytest.raises(UserError, match="solver: closed_form needs a k-subset table"):
+        max_margin_logits(random_table(6, 5), "closed_form")
+    with pytest.raises(UserError, match="needs the svm stage's store"):
+        max_margin_logits(random_table(6, 5), "scs")
+
+
+def test_rank_limited_distance_is_eckart_young():
+    rng = np.random.default_rng(0)
+    L = rng.normal(size=(7, 9))
+    U, s, Vt = np.linalg.svd(L, full_matrices=False)
+    for d in (1, 3, 7):
+        Ld = (U[:, :d] * s[:d]) @ Vt[:d]
+        want = np.linalg.norm(Ld / np.linalg.norm(Ld) - L / np.linalg.norm(L))
+        assert rank_limited_distance(s, d) == pytest.approx(want, rel=1e-10)
+    assert rank_limited_distance(s, 20) == 0.0
+
+
+# -- the batched trainer ------------------------------------------------------------------------
+def _one_run_reference(P, pi, d, point, epochs):
+    """The same run with torch.optim on ordinary modules, one point at a time."""
+    from ntpgeom.batched import init_params
+
+    W0, H0 = init_params(P.shape[0], P.shape[1], d, point["seed"])
+    W, H = W0.clone().requires_grad_(), H0.clone().requires_grad_()
+    lam = point["lambda"]
+    if point["optimizer"] == "gd":
+        opt = torch.optim.SGD([W, H], lr=point["lr"])
+    elif point["optimizer"] == "adam":
+        opt = torch.optim.Adam([W, H], lr=point["lr"])
+    else:
+        opt = torch.optim.AdamW([W, H], lr=point["lr"], weight_decay=lam)
+    Q = torch.as_tensor(P * pi[None, :])
+    ridge = 0.0 if point["optimizer"] == "adamw" else lam
+    for _ in range(epochs):
+        opt.zero_grad()
+        loss = -(Q * torch.log_softmax(W @ H, 0)).sum() + 0.5 * ridge * (W.square().sum()
+                                                                        + H.square().sum())
+        loss.backward()
+        opt.step()
+    return W.detach().numpy(), H.detach().numpy()
+
+
+def test_batched_step_equals_torch_optim_per_point():
+    t = ksubset_table(5, 2)
+    P, pi = t.P(), t.pi
+    points = [{"seed": 0, "lr": 0.5, "lambda": 0.0, "optimizer": "gd"},
+              {"seed": 1, "lr": 0.3, "lambda": 0.01, "optimizer": "gd"},
+              {"seed": 2, "lr": 0.01, "lambda": 0.001, "optimizer": "adam"},
+              {"seed": 3, "lr": 0.01, "lambda": 0.1, "optimizer": "adamw"}]
+    runs = train_batch(P, pi, 4, points, epochs=30, steps=np.array([0, 30]))
+    for point, run in zip(points, runs, strict=True):
+        W, H = _one_run_reference(P, pi, 4, point, 30)
+        np.testing.assert_allclose(run["W"][-1], W, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(run["H"][-1], H, rtol=1e-9, atol=1e-12)
+
+
+def test_batch_of_one_equals_its_row_in_a_batch():
+    t = ksubset_table(5, 2)
+    pts = [{"seed": s, "lr": 0.5, "lambda": 0.0, "optimizer": "gd"} for s in range(3)]
+    together = train_batch(t.P(), t.pi, 3, pts, epochs=20, steps=np.array([20]))
+    alone = train_batch(t.P(), t.pi, 3, pts[1:2], epochs=20, steps=np.array([20]))
+    np.testing.assert_allclose(together[1]["W"], alone[0]["W"], rtol=1e-12)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_replay_equals_eager():
+    t = ksubset_table(6, 2)
+    pts = [{"seed": s, "lr": 0.01, "lambda": 0.0, "optimizer": "adam"} for s in range(8)]
+    Q = t.P() * t.pi[None, :]
+    graph = BatchedUFM(Q, 8, pts, device="cuda", dtype=torch.float64, cuda_graph=True)
+    eager = BatchedUFM(Q, 8, pts, device="cuda", dtype=torch.float64, cuda_graph=False)
+    for _ in range(50):
+        graph.step()
+        eager.step()
+    np.testing.assert_allclose(graph.snapshot()[0], eager.snapshot()[0], rtol=1e-10)
+
+
+def test_checkpoint_steps():
+    s = checkpoint_steps(1000, 5)
+    assert s[0] == 0 and s[-1] == 1000 and (np.diff(s) > 0).all()
+    assert list(checkpoint_steps(1, 10)) == [0, 1]
+
+
+# -- points and the aggregate -------------------------------------------------------------------
+def _run_grid(tmp_path, s: GridSpec):
+    t = ksubset_table(5, 2)
+    L_mm = centered_support(t.S())
+    from ntpgeom.store import write_store
+
+    stores = {}
+    for p in s.patterns():
+        (ds,) = run_points(t, L_mm, [s.point(p)])
+        stores[p] = write_store(ds, tmp_path / f"{p}.zarr")
+    return stores
+
+
+def test_aggregate_has_axes_as_dims_in_declared_order(tmp_path):
+    s = parse_grid("g", {"axes": {"d": [8, 2], "optimizer": ["gd", "adam"]},
+                         "fixed": {"epochs": 20, "checkpoints": 5, "lr": 0.05}},
+                   datasets=["k5"])
+    stores = _run_grid(tmp_path, s)
+    agg = aggregate(s, stores)
+    assert list(agg["ce_minus_entropy"].dims) == ["d", "optimizer", "step"]
+    assert list(agg["d"].values) == [8, 2] and list(agg["optimizer"].values) == ["gd", "adam"]
+    from ntpgeom.store import open_store
+
+    one = open_store(stores["d~2/optimizer~adam"])
+    np.testing.assert_array_equal(agg["ce_minus_entropy"].sel(d=2, optimizer="adam").values,
+                                  one["ce_minus_entropy"].values)
+    assert agg["rank_mm"].sel(d=2, optimizer="gd").item() == 4  # S̄ of 2-subsets of 5 tokens
+    assert agg.attrs["grid"] == "g"
+
+
+def test_aggregate_never_takes_a_half_written_point(tmp_path):
+    s = parse_grid("g", {"axes": {"seed": [0, 1]}, "fixed": {"epochs": 5, "checkpoints": 3}},
+                   datasets=["k5"])
+    stores = _run_grid(tmp_path, s)
+    (stores["seed~1"] / "zarr.json").unlink()  # as a write killed half-way would leave it
+    with pytest.raises(UserError, match=r"point store .*seed~1.zarr is incomplete"):
+        aggregate(s, stores)
+    with pytest.raises(UserError, match="1 points have no store"):
+        aggregate(s, {"seed~0": stores["seed~0"]})
+
+
+def test_transformer_points_need_the_training_stage():
+    t = ksubset_table(5, 2)
+    s = parse_grid("g", {"axes": {"model": ["transformer"]}}, datasets=["k5"])
+    with pytest.raises(UserError, match="model: grid points train the UFM here"):
+        run_points(t, centered_support(t.S()), [s.point("model~transformer")])
