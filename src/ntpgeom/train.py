@@ -283,11 +283,12 @@ class Objective(torch.nn.Module):
     in a static buffer.
     """
 
-    def __init__(self, model: torch.nn.Module, table: Table, form: str, ridge: float) -> None:
+    def __init__(self, model: torch.nn.Module, table: Table, form: str, ridge: float, *,
+                 dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.model, self.form, self.ridge = model, form, ridge
         if form == "distinct":
-            self.register_buffer("Q", torch.tensor(distinct_targets(table), dtype=torch.float32))
+            self.register_buffer("Q", torch.tensor(distinct_targets(table), dtype=dtype))
         else:
             rows, tokens = per_sample_rows(table)
             self.register_buffer("rows", torch.from_numpy(rows))
@@ -779,6 +780,7 @@ def to_dataset(traj: Trajectory, table: Table, config: TrainConfig,
     ds = xr.Dataset(data, coords=coords)
     hyper = config.hyperparameters()
     hyper.pop("model")
+    hyper["device_requested"] = hyper.pop("device")  # `device` is where it actually ran
     ds.attrs = provenance({**config.to_dict(), **(extra_config or {})},
                           wall_seconds=traj.wall_seconds, model=config.model, **hyper,
                           device=traj.device, cuda_graph=traj.graph,
