@@ -22,7 +22,7 @@ Chunks = Iterator[tuple[bytes, int]]
 
 
 def text_files(path: str | os.PathLike) -> list[Path]:
-    """The files of a ``text`` source: the file itself, or every ``*.txt`` under a folder, sorted."""
+    """The files of a ``text`` source: the file, or every ``*.txt`` under a folder, sorted."""
     path = Path(path)
     if path.is_file():
         return [path]
