@@ -46,7 +46,7 @@ def _objective(table: Table, model: str, form: str, ridge: float = 0.0) -> Objec
 # -- the loss --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("model", ["ufm", "transformer"])
 def test_distinct_loss_equals_per_sample_loss_and_gradients(table, model):
-    """The paper code's mean over n samples and the π/P-weighted CE over m contexts are one function.
+    """The paper code's mean over n samples and the π/P-weighted CE over m contexts: one function.
 
     Same initialisation (seeded), float64: the two sums differ in order only, so value and every
     gradient agree to ~1e-15 relative; 1e-11 leaves room for accumulation over n terms.
