@@ -23,21 +23,29 @@ from ntpgeom.synthetic import random_table
 from ntpgeom.train import TrainConfig, Trainer, fit
 
 
-def ms_per_step(table, config: TrainConfig, device: torch.device, budget_s: float,
-                min_steps: int) -> tuple[float, int]:
-    """Median ms/step over repeats after warm-up (graph capture included in the warm-up)."""
-    trainer = Trainer(table, config, device)
-    for _ in range(5 if device.type == "cuda" else 1):
-        trainer.advance()  # warm-up: allocation, optimizer state, graph capture on CUDA
+def time_steps(table, configs: dict[str, TrainConfig], device: torch.device, budget_s: float,
+               min_steps: int) -> dict[str, tuple[float, int]]:
+    """Median ms/step of each config, after warm-up (graph capture included in the warm-up).
+
+    The configs' steps are interleaved (one step of each in turn), so that load from other
+    processes on a shared machine hits all of them alike and their ratios stay meaningful.
+    """
+    trainers = {name: Trainer(table, config, device) for name, config in configs.items()}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for trainer in trainers.values():
+        for _ in range(5 if device.type == "cuda" else 1):
+            trainer.advance()  # allocation, optimizer state, graph capture on CUDA
     sync()
-    times, start = [], time.perf_counter()
-    while len(times) < min_steps or (time.perf_counter() - start < budget_s and len(times) < 500):
-        t0 = time.perf_counter()
-        trainer.advance()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times), len(times)
+    times: dict[str, list[float]] = {name: [] for name in trainers}
+    start = time.perf_counter()
+    while (min(map(len, times.values())) < min_steps
+           or (time.perf_counter() - start < budget_s and min(map(len, times.values())) < 500)):
+        for name, trainer in trainers.items():
+            t0 = time.perf_counter()
+            trainer.advance()
+            sync()
+            times[name].append(time.perf_counter() - t0)
+    return {name: (1e3 * statistics.median(t), len(t)) for name, t in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,19 +67,19 @@ def main(argv: list[str] | None = None) -> int:
     for device in devices:
         modes = ["eager"] + (["graph"] if device.type == "cuda" else [])
         for model in ("ufm", "transformer"):
-            for loss in ("distinct", "per_sample"):
-                for mode in modes:
-                    config = TrainConfig(model=model, d=128, loss=loss, device=device.type,
-                                         graph="on" if mode == "graph" else "off",
-                                         threads=args.threads)
-                    slow = device.type == "cpu" and model == "transformer"
-                    budget = (2.0 if args.quick else 8.0) if slow else 1.0
-                    ms, steps = ms_per_step(table, config, device, budget,
-                                            min_steps=2 if slow else 20)
-                    results[(device.type, model, loss, mode)] = ms
-                    rows.append((device.type, model, loss, mode, ms, steps))
-                    print(f"  {device.type:4s} {model:11s} {loss:10s} {mode:5s} "
-                          f"{ms:9.2f} ms/step ({steps} steps)", file=sys.stderr)
+            configs = {(loss, mode): TrainConfig(model=model, d=128, loss=loss,
+                                                 device=device.type,
+                                                 graph="on" if mode == "graph" else "off",
+                                                 threads=args.threads)
+                       for loss in ("distinct", "per_sample") for mode in modes}
+            slow = device.type == "cpu" and model == "transformer"
+            budget = (5.0 if args.quick else 20.0) if slow else 2.0
+            timed = time_steps(table, configs, device, budget, min_steps=3 if slow else 20)
+            for (loss, mode), (ms, steps) in timed.items():
+                results[(device.type, model, loss, mode)] = ms
+                rows.append((device.type, model, loss, mode, ms, steps))
+                print(f"  {device.type:4s} {model:11s} {loss:10s} {mode:5s} "
+                      f"{ms:9.2f} ms/step ({steps} steps)", file=sys.stderr)
     print("\n| device | model | loss | mode | ms/step | steps timed | 30k steps |")
     print("|---|---|---|---|---|---|---|")
     for device, model, loss, mode, ms, steps in rows:
