@@ -3,76 +3,8 @@
 # time); each point's params are its own resolved parameters, so editing one axis value reruns
 # exactly the points that changed (`--rerun-triggers params`), and editing the package reruns all
 # of them (its sources are inputs).
-from ntpgeom.errors import UserError
-from ntpgeom.grid import GridSpec, parse_grid
 
-
-def _parse_grids():
-    """Every `grids:` entry as a GridSpec; a bad entry is one line naming the setting."""
-    grids = {}
-    for name, entry in (config.get("grids") or {}).items():
-        try:
-            grids[name] = parse_grid(name, entry or {}, datasets=DATASETS)
-        except UserError as err:
-            raise WorkflowError(f"config: {err}") from None
-    if grids:
-        validate({"grids": config["grids"]}, schema="../schemas/grid.schema.yaml")
-    return grids
-
-
-GRIDS = _parse_grids()
-
-
-# Without this, `results/grid/{grid}.zarr` would also match a point store (grid = "g/points/...").
-wildcard_constraints:
-    grid="|".join(GRIDS) or "none",
-
-
-def grid_targets():
-    """Each grid's aggregate and figure."""
-    return expand(["results/grid/{grid}.zarr", "results/grid/figures/{grid}.png"], grid=GRIDS)
-
-
-def grid_point_params(wildcards):
-    """The point's full parameters (defaults ← grid's fixed ← the point's axis values)."""
-    return GRIDS[wildcards.grid].point(wildcards.point)
-
-
-def grid_point_input(wildcards):
-    """The point's table (from the table stage) and, unless L^mm is in closed form, its svm store."""
-    point = grid_point_params(wildcards)
-    inputs = {
-        "table": f"results/{point['dataset']}/table.zarr",
-        "code": src_files("grid", "batched", "reference"),
-    }
-    if point["solver"] != "closed_form":
-        inputs["svm"] = f"results/{point['dataset']}/svm/{point['solver']}.zarr"
-    return inputs
-
-
-def grid_point_runtime(wildcards, attempt):
-    """Minutes: ~1 s per 1,000 small UFM steps on one core, generously rounded; doubled per retry."""
-    return (5 + grid_point_params(wildcards)["epochs"] // 2000) * attempt
-
-
-def grid_point_gpu(wildcards):
-    """Only transformer points ask for a GPU; UFM points are tiny and run on a CPU core."""
-    return int(grid_point_params(wildcards)["model"] == "transformer")
-
-
-def grid_point_stores(wildcards):
-    """Every point store of the grid, in C order over its axes (the aggregate's inputs)."""
-    spec = GRIDS[wildcards.grid]
-    return [f"results/grid/{spec.name}/points/{p}.zarr" for p in spec.patterns()]
-
-
-def grid_definition(wildcards):
-    return GRIDS[wildcards.grid].definition()
-
-
-def grid_mem_mb(wildcards, attempt):
-    """The aggregate holds every point in memory: ~50 kB each for the default tables."""
-    return (1024 + GRIDS[wildcards.grid].size // 10) * attempt
+include: "grid_helpers.smk"
 
 
 # -----------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Running the workflow on a copy of the project, for the end-to-end grid tests (local and SLURM)."""
+"""The workflow run on a copy of the project, for the end-to-end grid tests (local and SLURM)."""
 
 from __future__ import annotations
 

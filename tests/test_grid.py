@@ -245,3 +245,58 @@ def test_transformer_points_need_the_training_stage():
     s = parse_grid("g", {"axes": {"model": ["transformer"]}}, datasets=["k5"])
     with pytest.raises(UserError, match="model: grid points train the UFM here"):
         run_points(t, centered_support(t.S()), [s.point("model~transformer")])
+
+
+# -- the workflow -------------------------------------------------------------------------------
+def _dry_jobs(workdir, *extra):
+    from gridrun import snakemake
+
+    proc, _ = snakemake(workdir, "-n", "--cores", "1", "results/grid/tiny.zarr", "--configfile",
+                        "tests/configs/grid_tiny.yaml", *extra)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.mark.slow
+def test_workflow_reruns_exactly_the_changed_points(tmp_path):
+    import yaml
+    from gridrun import project_copy, snakemake
+
+    work = project_copy(tmp_path)
+    proc, _ = snakemake(work, "--cores", "2", "results/grid/figures/tiny.png", "--configfile",
+                        "tests/configs/grid_tiny.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (work / "results/grid/figures/tiny.png").stat().st_size > 10_000
+    assert _dry_jobs(work) == {}  # nothing to do
+
+    cfg_path = work / "tests/configs/grid_tiny.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["grids"]["tiny"]["axes"]["d"] = [2, 4]  # d=2 points stay, d=4 points are new
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    assert _dry_jobs(work)["grid_point"] == 2
+
+    cfg["grids"]["tiny"]["axes"]["d"] = [2, 8]
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    assert _dry_jobs(work) == {}
+    # an edit of the package code the points import reruns every point
+    with open(work / "src/ntpgeom/batched.py", "a") as f:
+        f.write("\n# edited\n")
+    assert _dry_jobs(work)["grid_point"] == 4
+
+
+@pytest.mark.slow
+def test_workflow_bad_grid_is_one_line(tmp_path):
+    import yaml
+    from gridrun import project_copy, snakemake
+
+    work = project_copy(tmp_path)
+    bad = {"grids": {"g": {"axes": {"dd": [1, 2]}}}}
+    (work / "bad.yaml").write_text(yaml.safe_dump(bad))
+    proc, _ = snakemake(work, "-n", "--cores", "1", "--configfile", "bad.yaml")
+    assert proc.returncode != 0
+    assert "config: grids.g.axes.dd: unknown axis 'dd'; choose from dataset, model" in proc.stderr

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from gridrun import project_copy, snakemake
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Train many equal-shape NTP-UFM runs in one batched step: stacked parameters + ``torch.func.vmap``.
+"""Many equal-shape NTP-UFM runs in one batched step: stacked parameters + ``torch.func.vmap``.
 
 The NTP-UFM (``docs/paper.md`` §1.2) has free word embeddings W (V × d) and context embeddings
 H (d × m); the logits are L = W H and the loss is the full-batch cross-entropy

@@ -117,7 +117,7 @@ def reg_path(ds, spec: GridSpec):
     if zero is not None:
         norms = list(_series(zero["norm_L"]))
         dists = list(_series(zero["dir_dist_mm"]))
-        for (label, n, _, _), (_, dd, lo, hi) in zip(norms, dists, strict=True):
+        for (label, n, _, _), (_, dd, _, _) in zip(norms, dists, strict=True):
             a.plot(n.values, dd.values, label=f"λ=0 path: {label}")
     pos = ds.sel({"lambda": lam[lam > 0]})
     for (label, n, _, _), (_, dd, _, _) in zip(_series(_final(pos, "norm_L"), keep=("lambda",)),
