@@ -5,7 +5,8 @@ H (d × m); the logits are L = W H and the loss is the full-batch cross-entropy
 
     CE(W, H) = − Σ_j π_j Σ_z P_zj log softmax(L_{:,j})_z,
 
-to which ``gd`` and ``adam`` add the ridge λ/2 (‖W‖² + ‖H‖²) (the regularization path of §1.6),
+to which ``gd`` and ``adam`` add the ridge λ (‖W‖² + ‖H‖²) (the regularization path of §1.6, with
+the training stage's λ: ``ntpgeom.train.Objective``),
 while ``adamw`` decays the weights by lr·λ instead (the paper's AdamW ``weight_decay``).
 
 Points that differ only in seed, step size, λ or optimizer share every shape, so B of them are
@@ -59,7 +60,7 @@ def _loss(W: torch.Tensor, H: torch.Tensor, ridge: torch.Tensor, Q: torch.Tensor
     """One run's loss; Q = P · diag(π) (V × m), so CE = −⟨Q, log softmax(W H)⟩."""
     L = W @ H  # (V, d) @ (d, m) -> (V, m)
     ce = -(Q * torch.log_softmax(L, dim=0)).sum()
-    return ce + 0.5 * ridge * (W.square().sum() + H.square().sum())
+    return ce + ridge * (W.square().sum() + H.square().sum())
 
 
 class BatchedUFM:

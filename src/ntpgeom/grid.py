@@ -43,7 +43,7 @@ POINT_KEYS: dict[str, tuple[type | tuple[type, ...], tuple[Any, ...] | None, Any
     "model": (str, ("ufm", "transformer"), "ufm", "the model trained at the point"),
     "d": (int, None, 16, "embedding width d"),
     "optimizer": (str, ("gd", "adam", "adamw"), "gd",
-                  "gd and adam add the ridge λ/2(‖W‖²+‖H‖²) to the loss; adamw decays by λ"),
+                  "gd and adam add the ridge λ(‖W‖²+‖H‖²) to the loss; adamw decays by λ"),
     "lr": ((int, float), None, 0.5, "step size"),
     "lambda": ((int, float), None, 0.0, "ridge λ (explicit regularization; 0 = none)"),
     "seed": (int, None, 0, "seed of the initialization"),
@@ -422,10 +422,11 @@ def run_points(table: Table, L_mm: np.ndarray, points: Sequence[Mapping[str, Any
         CPU threads for torch (the rule's ``threads``; torch's default, every core, oversubscribes
         the machine when Snakemake runs several points at once).
 
-    Raises
-    ------
-    UserError
-        For a model other than the UFM (transformer points go through the training stage).
+    Notes
+    -----
+    UFM points train in :mod:`ntpgeom.batched` (all of ``points`` in one vmap-ed step); transformer
+    points train one by one through the training stage (:func:`ntpgeom.train.fit`), with its
+    checkpoint steps (3 per decade) instead of ``checkpoints``.
     """
     import time
 
@@ -437,20 +438,20 @@ def run_points(table: Table, L_mm: np.ndarray, points: Sequence[Mapping[str, Any
     if len({batch_key(p) for p in points}) != 1:
         raise ValueError("run_points needs points of equal shape (see batch_key)")
     first = points[0]
-    if first["model"] != "ufm":
-        raise UserError(f"model: grid points train the UFM here; '{first['model']}' points need "
-                        "the training stage (rule train), not merged into this workflow yet")
     table.check_for_theory("grid point table")
     torch.set_num_threads(threads)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    # float64 on CPU: the tiny problems are exact there; float32 is what a GPU runs fast.
-    dtype = torch.float64 if device == "cpu" else torch.float32
     S, P, pi = table.S(), table.P(), table.pi
     L_star, S_bar = in_support_logits(S, P), centered_support(S)
-    steps = checkpoint_steps(first["epochs"], first["checkpoints"])
     start = time.perf_counter()
-    runs = train_batch(P, pi, first["d"], points, epochs=first["epochs"], steps=steps,
-                       device=device, dtype=dtype)
+    if first["model"] == "ufm":
+        # float64 on CPU: the tiny problems are exact there; float32 is what a GPU runs fast.
+        dtype = torch.float64 if device == "cpu" else torch.float32
+        steps = checkpoint_steps(first["epochs"], first["checkpoints"])
+        runs = train_batch(P, pi, first["d"], points, epochs=first["epochs"], steps=steps,
+                           device=device, dtype=dtype)
+    else:
+        runs = [_train_stage_run(table, p, device=device, threads=threads) for p in points]
     wall = (time.perf_counter() - start) / len(points)
     log.info("trained %d point(s) of shape %s on %s in %.1f s", len(points), batch_key(first),
              device, wall * len(points))
@@ -460,3 +461,27 @@ def run_points(table: Table, L_mm: np.ndarray, points: Sequence[Mapping[str, Any
                        S_bar=S_bar)
         out.append(point_dataset(hist, table=table, L_mm=L_mm, point=point, wall_seconds=wall))
     return out
+
+
+def _train_stage_run(table: Table, point: Mapping[str, Any], *, device: str, threads: int
+                     ) -> dict[str, np.ndarray]:
+    """One point trained by the training stage (:func:`ntpgeom.train.fit`), as a batched run.
+
+    The grid's optimizers map onto the stage's: ``gd`` → GD with ridge λ, ``adam`` → AdamW without
+    decay and with ridge λ, ``adamw`` → AdamW with decay λ; no LR schedule (as the UFM points).
+    """
+    from ntpgeom.train import TrainConfig, fit
+
+    decoupled = point["optimizer"] == "adamw"
+    config = TrainConfig.from_dict({
+        "model": point["model"], "d": point["d"], "epochs": point["epochs"],
+        "optimizer": "gd" if point["optimizer"] == "gd" else "adamw", "lr": float(point["lr"]),
+        "weight_decay": float(point["lambda"]) if decoupled else 0.0,
+        "ridge": 0.0 if decoupled else float(point["lambda"]), "milestones": [],
+        "seed": point["seed"], "device": device, "threads": threads,
+    }, where="grid point")
+    traj = fit(table, config, progress=False)
+    metrics = np.stack(traj.metrics).astype(np.float64)  # (steps, 3): CE, ‖W‖, ‖H‖
+    loss = metrics[:, 0] + config.ridge * (metrics[:, 1] ** 2 + metrics[:, 2] ** 2)
+    return {"step": np.asarray(traj.step, dtype=np.int64), "loss": loss,
+            "W": np.stack(traj.W).astype(np.float64), "H": np.stack(traj.H).astype(np.float64)}
