@@ -2,7 +2,7 @@
 # Points are enumerated only when the aggregate's inputs are asked for (no per-point work at parse
 # time); each point's params are its own resolved parameters, so editing one axis value reruns
 # exactly the points that changed (`--rerun-triggers params`), and editing the package reruns all
-# of them (its sources are inputs).
+# of them (a digest of its sources is a param of every point).
 
 include: "grid_helpers.smk"
 
@@ -17,6 +17,7 @@ rule grid_point:
         "logs/grid/{grid}/points/{point}.log",
     params:
         point=grid_point_params,
+        code=GRID_POINT_CODE,
     threads: 1
     resources:
         mem_mb=1024,
