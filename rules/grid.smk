@@ -15,6 +15,8 @@ rule grid_point:
         point=directory("results/grid/{grid}/points/{point}.zarr"),
     log:
         "logs/grid/{grid}/points/{point}.log",
+    wildcard_constraints:
+        grid=GRIDS_PER_POINT,
     params:
         point=grid_point_params,
         code=GRID_POINT_CODE,
@@ -27,6 +29,33 @@ rule grid_point:
         "../envs/grid.yaml"
     script:
         "../scripts/grid_point.py"
+
+
+for _grid, _batches in GRID_BATCHES.items():
+    for _i, _patterns in enumerate(_batches):
+
+        rule:
+            name:
+                f"grid_batch_{_grid}_{_i}"
+            input:
+                table=grid_batch_table(_grid, _patterns),
+                svm=grid_batch_svm(_grid, _patterns),
+            output:
+                points=[directory(f"results/grid/{_grid}/points/{p}.zarr") for p in _patterns],
+            log:
+                f"logs/grid/{_grid}/batches/{_i}.log",
+            params:
+                points=grid_batch_points(_grid, _patterns),
+                code=GRID_POINT_CODE,
+            threads: 1
+            resources:
+                mem_mb=2048,
+                runtime=30,
+                gpu=grid_batch_gpu(_grid, _patterns),
+            conda:
+                "../envs/grid.yaml"
+            script:
+                "../scripts/grid_batch.py"
 
 
 rule grid_aggregate:

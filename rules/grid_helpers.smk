@@ -15,7 +15,9 @@ def _parse_grids():
         except UserError as err:
             raise WorkflowError(f"config: {err}") from None
     if grids:
-        validate({"grids": config["grids"]}, schema="../schemas/grid.schema.yaml")
+        # set_default=False: the schema documents the point defaults, GridSpec applies them.
+        validate({"grids": config["grids"]}, schema="../schemas/grid.schema.yaml",
+                 set_default=False)
     return grids
 
 
@@ -25,6 +27,14 @@ GRIDS = _parse_grids()
 # Without this, `results/grid/{grid}.zarr` would also match a point store (grid = "g/points/...").
 wildcard_constraints:
     grid="|".join(GRIDS) or "none",
+
+
+# Grids with `batch > 1` train equal-shape points together (on a GPU: one vmap-ed step, one CUDA
+# graph): one rule per batch, named grid_batch_<grid>_<i>, whose outputs are its points' stores.
+# Listing the batches walks every point at parse time, so only grids that ask for it pay.
+GRID_BATCHES = {name: spec.batches() for name, spec in GRIDS.items() if spec.batch > 1}
+# grid_point serves the other grids (one job per point, exact reruns).
+GRIDS_PER_POINT = "|".join(n for n in GRIDS if n not in GRID_BATCHES) or "none"
 
 
 def _code_digest(paths):
@@ -64,6 +74,32 @@ def grid_point_input(wildcards):
 def grid_point_runtime(wildcards, attempt):
     """Minutes: ~1 s per 1,000 small UFM steps on one core, generously rounded; doubled per retry."""
     return (5 + grid_point_params(wildcards)["epochs"] // 2000) * attempt
+
+
+def grid_batch_points(grid, patterns):
+    """The full parameters of a batch's points, in order."""
+    return [GRIDS[grid].point(p) for p in patterns]
+
+
+def grid_batch_table(grid, patterns):
+    return f"results/{GRIDS[grid].point(patterns[0])['dataset']}/table.zarr"
+
+
+def grid_batch_svm(grid, patterns):
+    point = GRIDS[grid].point(patterns[0])
+    if point["solver"] == "closed_form":
+        return []
+    return [f"results/{point['dataset']}/svm/{point['solver']}.zarr"]
+
+
+def grid_batch_gpu(grid, patterns):
+    """A batch asks for a GPU when its grid says so (device: cuda) or it trains transformers."""
+    point = GRIDS[grid].point(patterns[0])
+    return int(point["model"] == "transformer" or GRIDS[grid].batch > 1 and GRID_BATCH_GPU)
+
+
+# Batched grids are meant for a GPU; `--config grid_batch_gpu=false` runs them on CPU cores.
+GRID_BATCH_GPU = bool(config.get("grid_batch_gpu", True))
 
 
 def grid_point_gpu(wildcards):

@@ -231,6 +231,23 @@ def test_aggregate_has_axes_as_dims_in_declared_order(tmp_path):
     assert agg.attrs["grid"] == "g"
 
 
+def test_aggregate_of_a_single_axis(tmp_path):
+    s = parse_grid("g", {"axes": {"d": [4, 2]}, "fixed": {"epochs": 5, "checkpoints": 3}},
+                   datasets=["k5"])
+    agg = aggregate(s, _run_grid(tmp_path, s))
+    assert list(agg["loss"].dims) == ["d", "step"] and list(agg["d"].values) == [4, 2]
+    assert "point" not in agg.dims and "point" not in agg.coords
+
+
+def test_batches_group_equal_shapes_in_order():
+    s = parse_grid("g", {"axes": {"d": [2, 4], "seed": [0, 1, 2]}, "batch": 2},
+                   datasets=DATASETS)
+    assert s.batches() == [["d~2/seed~0", "d~2/seed~1"], ["d~2/seed~2"],
+                           ["d~4/seed~0", "d~4/seed~1"], ["d~4/seed~2"]]
+    with pytest.raises(UserError, match=r"grids.g.batch: must be an integer >= 1"):
+        parse_grid("g", {"axes": {"d": [2]}, "batch": 0}, datasets=DATASETS)
+
+
 def test_aggregate_never_takes_a_half_written_point(tmp_path):
     s = parse_grid("g", {"axes": {"seed": [0, 1]}, "fixed": {"epochs": 5, "checkpoints": 3}},
                    datasets=["k5"])

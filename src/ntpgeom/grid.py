@@ -82,6 +82,8 @@ class GridSpec:
         :data:`POINT_DEFAULTS` with the dataset default filled in.
     figure : str
         Which figure draws the aggregate (one of :data:`FIGURES`).
+    batch : int
+        At most this many equal-shape points train in one job (1 = a job per point).
     """
 
     name: str
@@ -89,6 +91,7 @@ class GridSpec:
     fixed: dict[str, Any] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=lambda: dict(POINT_DEFAULTS))
     figure: str = "curves"
+    batch: int = 1
 
     @property
     def size(self) -> int:
@@ -124,7 +127,23 @@ class GridSpec:
     def definition(self) -> dict[str, Any]:
         """The grid as JSON-able data (stored in the aggregate's attrs)."""
         return {"name": self.name, "axes": self.axes, "fixed": self.fixed,
-                "defaults": self.defaults, "figure": self.figure}
+                "defaults": self.defaults, "figure": self.figure, "batch": self.batch}
+
+    def batches(self) -> list[list[str]]:
+        """The points' patterns in jobs of at most ``batch`` points of equal :func:`batch_key`.
+
+        Points keep their grid order inside a batch; batches follow the first point of each.
+        This walks every point, so the workflow calls it only for grids with ``batch > 1``.
+        """
+        groups: dict[tuple[Any, ...], list[list[str]]] = {}
+        order: list[list[str]] = []
+        for pattern in self.patterns():
+            chunks = groups.setdefault(batch_key(self.point(pattern)), [])
+            if not chunks or len(chunks[-1]) >= self.batch:
+                chunks.append([])
+                order.append(chunks[-1])
+            chunks[-1].append(pattern)
+        return order
 
 
 def _check_value(where: str, key: str, value: Any, datasets: Sequence[str]) -> None:
@@ -166,10 +185,13 @@ def parse_grid(name: str, entry: Mapping[str, Any], *, datasets: Sequence[str]) 
     where = f"grids.{name}"
     if not name or PARAM_SEP in name or "/" in name:
         raise UserError(f"{where}: a grid name may not be empty or contain '/' or '{PARAM_SEP}'")
-    unknown = set(entry) - {"axes", "fixed", "figure", "description"}
+    unknown = set(entry) - {"axes", "fixed", "figure", "batch", "description"}
     if unknown:
         raise UserError(f"{where}: unknown setting '{sorted(unknown)[0]}'; choose from axes, "
-                        "fixed, figure, description")
+                        "fixed, figure, batch, description")
+    batch = entry.get("batch", 1)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise UserError(f"{where}.batch: must be an integer >= 1 (points per job); got {batch!r}")
     figure = entry.get("figure", "curves")
     if figure not in FIGURES:
         raise UserError(f"{where}.figure: unknown figure '{figure}'; choose from "
@@ -201,7 +223,8 @@ def parse_grid(name: str, entry: Mapping[str, Any], *, datasets: Sequence[str]) 
             raise UserError(f"{at}: '{key}' is also an axis; keep one of the two")
         _check_value(at, key, value, datasets)
     defaults = {**POINT_DEFAULTS, "dataset": datasets[0] if datasets else None}
-    return GridSpec(name=name, axes=out, fixed=fixed, defaults=defaults, figure=figure)
+    return GridSpec(name=name, axes=out, fixed=fixed, defaults=defaults, figure=figure,
+                    batch=batch)
 
 
 def batch_key(point: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -384,7 +407,10 @@ def aggregate(spec: GridSpec, stores: Mapping[str, str | Path]):
     point_values = list(itertools.product(*spec.axes.values()))
     for i, axis in enumerate(axes):
         combined = combined.assign_coords({axis: ("point", _coord([v[i] for v in point_values]))})
-    combined = combined.set_index(point=axes).unstack("point")
+    if len(axes) == 1:  # one axis: no MultiIndex to unstack, the point dim simply becomes it
+        combined = combined.swap_dims({"point": axes[0]})
+    else:
+        combined = combined.set_index(point=axes).unstack("point")
     # unstack sorts each axis; restore the declared order (the figures read axes left to right).
     combined = combined.reindex({a: _coord(v) for a, v in spec.axes.items()})
     order = axes + [d for d in combined.dims if d not in axes]
