@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 CORES ?= all
 SNAKEMAKE_ARGS ?=
 
-.PHONY: setup run test bench lint clean
+.PHONY: setup run test bench lint clean slurm-test
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,10 @@ test: setup
 
 bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# A real single-node SLURM (root + apt): starts it, runs the tests marked `slurm`, stops it.
+slurm-test: setup
+	bash .ci/slurm
 
 lint: setup
 	$(BIN)/ruff check .
