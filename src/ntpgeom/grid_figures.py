@@ -54,7 +54,11 @@ def _curves(ax, ds, var: str, *, logy: bool = True) -> None:
 
 def _final(ds, var: str):
     """Each point's last recorded value (the last step with data: grids may mix epochs)."""
-    return ds[var].ffill("step").isel(step=-1)
+    da = ds[var]
+    valid = da.notnull()
+    # the last valid step: where the running count of valid steps first reaches the total
+    last = (valid & (valid.cumsum("step") == valid.sum("step"))).argmax("step")
+    return da.isel(step=last)
 
 
 def curves(ds, spec: GridSpec, metrics: tuple[str, ...] = ("ce_minus_entropy", "dir_dist_mm",
