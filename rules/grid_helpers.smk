@@ -41,7 +41,9 @@ def _code_digest(paths):
     """sha256 over the files' contents: one param that changes when any of them does."""
     digest = hashlib.sha256()
     for path in paths:
-        digest.update(path.encode() + b"\0" + Path(path).read_bytes())
+        digest.update(path.encode())
+        digest.update(b"\0")
+        digest.update(Path(path).read_bytes())
     return digest.hexdigest()
 
 
