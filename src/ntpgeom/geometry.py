@@ -165,8 +165,10 @@ def rsa(X: np.ndarray, Y: np.ndarray) -> float:
     from scipy.spatial.distance import pdist
     from scipy.stats import spearmanr
 
-    rdm_x = pdist(np.asarray(X, dtype=float), "cosine")
-    rdm_y = pdist(np.asarray(Y, dtype=float), "cosine")
+    # Rounded to 1e-9 so that dissimilarities equal in exact arithmetic (common: symmetric
+    # solutions such as L^mm have many equal cosines) tie instead of being ranked by round-off.
+    rdm_x = np.round(pdist(np.asarray(X, dtype=float), "cosine"), 9)
+    rdm_y = np.round(pdist(np.asarray(Y, dtype=float), "cosine"), 9)
     if np.ptp(rdm_x) == 0 or np.ptp(rdm_y) == 0:
         return float("nan")
     return float(spearmanr(rdm_x, rdm_y).statistic)
@@ -174,7 +176,7 @@ def rsa(X: np.ndarray, Y: np.ndarray) -> float:
 
 def _neighbours(X: np.ndarray, k: int) -> np.ndarray:
     """Indices of each row's k most cosine-similar other rows, ties broken by index."""
-    C = cosine_matrix(X)
+    C = np.round(cosine_matrix(X), 9)  # exact ties stay ties (see rsa)
     np.fill_diagonal(C, -np.inf)
     return np.argsort(-C, axis=1, kind="stable")[:, :k]
 
