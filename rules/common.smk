@@ -59,5 +59,7 @@ def src_files(*modules):
 
 
 def all_targets():
-    """Everything `rule all` builds: each stage contributes its <stage>_targets()."""
-    return table_targets() + geometry_targets() + figures_targets() + report_targets()
+    """The targets of the `all` rule: each stage contributes its <stage>_targets()."""
+    return (
+        table_targets() + train_targets() + geometry_targets() + figures_targets() + report_targets()
+    )
