@@ -11,7 +11,8 @@ from ntpgeom.store import script_main  # noqa: E402
 
 def main() -> None:
     build_report(snakemake.output.html, datasets=snakemake.params.datasets,
-                 captions_dir=Path(snakemake.input.captions[0]).parent, config=snakemake.params.config)
+                 captions_dir=Path(snakemake.input.captions[0]).parent,
+                 config=snakemake.params.config)
 
 
 script_main(main)
