@@ -129,6 +129,10 @@ def _heat(ax, M: np.ndarray, *, cmap: str, vmin: float, vmax: float, title: str,
     # Square similarity matrices keep square cells; V × m logit matrices fill the panel.
     aspect = "equal" if M.shape[0] == M.shape[1] and cmap == "viridis" else "auto"
     im = ax.imshow(M, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest", aspect=aspect)
+    from matplotlib.ticker import MaxNLocator
+
+    for axis in (ax.xaxis, ax.yaxis):  # rows and columns are indices: no 2.5
+        axis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title, fontsize=9)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
@@ -285,7 +289,9 @@ def similarity_labelled(bundle: Bundle) -> Any:
     r = _first(bundle.runs, "ufm") or bundle.runs[0]
     W, H, _ = _final(r)
     tokens, contexts = bundle.table.tokens, bundle.table.contexts
-    fig, axes = _new(1, 2, (16, 8))
+    longest = max(len(s) for s in [*tokens, *contexts])
+    # Room below for the rotated context strings (about 0.09 inch per character at 8 pt).
+    fig, axes = _new(1, 2, (16, 7 + 0.09 * longest))
     for ax, M, labels, what in ((axes[0, 0], cosine_matrix(W), tokens, "tokens (rows of W)"),
                                 (axes[0, 1], cosine_matrix(H.T), contexts,
                                  "contexts (columns of H)")):
