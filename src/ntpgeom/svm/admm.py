@@ -1,4 +1,4 @@
-"""The project's own NTP-SVM solver: ADMM on the nuclear-norm program, in torch float64 (CPU or CUDA).
+"""The project's own NTP-SVM solver: ADMM on the nuclear-norm program, torch float64, CPU or CUDA.
 
 The program (``docs/paper.md`` §1.5), with L in the paper's orientation V × m::
 
@@ -187,6 +187,13 @@ def _nuclear_norm(X: torch.Tensor) -> torch.Tensor:
     return torch.linalg.svdvals(X).sum()
 
 
+def _certificate(X: torch.Tensor, Y: torch.Tensor, support: torch.Tensor,
+                 n_in: torch.Tensor) -> tuple[float, float]:
+    """(‖X‖_*, dual lower bound), with one host sync."""
+    upper, lower = torch.stack([_nuclear_norm(X), _dual_bound(Y, support, n_in)]).tolist()
+    return upper, lower
+
+
 # --- the solver ----------------------------------------------------------------------------------
 
 def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e-8,
@@ -279,12 +286,12 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
         # and every 10th check for the history.
         want_gap = (r_rel <= residual_tol and s_rel <= residual_tol) or it % (10 * check_every) == 0
         if want_gap:
-            upper, lower = torch.stack([_nuclear_norm(X), _dual_bound(rho * U, supp, n_in)]).tolist()
+            upper, lower = _certificate(X, rho * U, supp, n_in)
             gap = (upper - lower) / upper
         elapsed = time.perf_counter() - start
-        for key, value in zip(hist, (it, elapsed, r_rel, s_rel, rho, upper if want_gap else math.nan,
-                                     lower if want_gap else math.nan,
-                                     gap if want_gap else math.nan), strict=True):
+        nan = math.nan
+        row = (it, elapsed, r_rel, s_rel, rho, *((upper, lower, gap) if want_gap else (nan,) * 3))
+        for key, value in zip(hist, row, strict=True):
             hist[key].append(float(value))
         if want_gap and gap <= gap_tol and r_rel <= residual_tol and s_rel <= residual_tol:
             status = "optimal"
@@ -308,7 +315,7 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
     seconds = time.perf_counter() - start
     if status != "optimal":
         # The final certificate, whatever happened at the last check.
-        upper, lower = torch.stack([_nuclear_norm(X), _dual_bound(rho * U, supp, n_in)]).tolist()
+        upper, lower = _certificate(X, rho * U, supp, n_in)
         gap = (upper - lower) / upper
         log.warning("admm: stopped by %s after %d iterations (%.1f s) at certified gap %.2e > %.1e",
                     status, it, seconds, gap, gap_tol)
