@@ -53,8 +53,8 @@ def src_files(*modules):
     """
     paths = []
     for name in ("__init__", "errors", "store", "table") + modules:
-        module = PACKAGE / f"{name}.py"
-        paths += [str(module)] if module.exists() else sorted(map(str, (PACKAGE / name).glob("*.py")))
+        source = PACKAGE / f"{name}.py"
+        paths += [str(source)] if source.exists() else sorted(map(str, (PACKAGE / name).glob("*.py")))
     return sorted(set(paths))
 
 
