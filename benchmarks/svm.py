@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -82,11 +83,17 @@ def main() -> None:
     p.add_argument("--problems", nargs="*", default=PROBLEMS)
     p.add_argument("--solvers", nargs="*", default=["admm", "scs"])
     p.add_argument("--device", default="cpu", help="admm device (auto, cpu, cuda)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads per solve (on a shared 2-core machine two threads "
+                   "oversubscribe and ran 20x slower)")
     p.add_argument("--admm-time-limit", type=float, default=600.0)
     p.add_argument("--scs-time-limit", type=float, default=300.0)
     p.add_argument("--one", nargs=2, metavar=("PROBLEM", "SOLVER"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
+        import torch
+
+        torch.set_num_threads(args.threads)
         limit = args.admm_time_limit if args.one[1] == "admm" else args.scs_time_limit
         print(json.dumps(run_one(*args.one, device=args.device, time_limit=limit)))
         return
@@ -105,10 +112,11 @@ def main() -> None:
                 print(f"{problem} {solver}: skipped ({why})", flush=True)
                 continue
             proc = subprocess.run([sys.executable, __file__, "--one", problem, solver,
-                                   "--device", args.device,
+                                   "--device", args.device, "--threads", str(args.threads),
                                    "--admm-time-limit", str(args.admm_time_limit),
                                    "--scs-time-limit", str(args.scs_time_limit)],
-                                  capture_output=True, text=True)
+                                  capture_output=True, text=True,
+                                  env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
             if proc.returncode:
                 results[solver] = {"skipped": proc.stderr.strip().splitlines()[-1]}
             else:
