@@ -11,6 +11,7 @@ include: "rules/common.smk"
 # one file per stage
 include: "rules/tables.smk"
 include: "rules/svm.smk"
+include: "rules/train.smk"
 
 
 rule all:

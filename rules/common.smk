@@ -59,5 +59,5 @@ def src_files(*modules):
 
 
 def all_targets():
-    """Everything `rule all` builds: each stage contributes its <stage>_targets()."""
-    return table_targets() + svm_targets()
+    """The targets of the `all` rule: each stage contributes its <stage>_targets()."""
+    return table_targets() + svm_targets() + train_targets()

@@ -18,6 +18,7 @@ import shutil
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -114,8 +115,12 @@ def open_store(path: str | os.PathLike, *, load: bool = True):
     path = Path(path)
     if not (path / "zarr.json").is_file():
         raise UserError(f"{path} is not a zarr store (no zarr.json); build it first")
-    ds = xr.open_zarr(path, consolidated=False)
-    return ds.load() if load else ds
+    with warnings.catch_warnings():
+        # Snakemake writes a .snakemake_timestamp file inside directory() outputs; zarr warns
+        # that it is not part of the hierarchy, which is harmless.
+        warnings.filterwarnings("ignore", message=".*snakemake_timestamp.*")
+        ds = xr.open_zarr(path, consolidated=False)
+        return ds.load() if load else ds
 
 
 def script_main(fn: Callable[[], Any]) -> None:

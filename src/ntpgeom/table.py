@@ -113,7 +113,7 @@ class Table:
     def entropy(self) -> float:
         """H = −Σ_j π_j Σ_z P_zj log P_zj in nats: the infimum of the NTP loss on this table."""
         p = self.prob
-        return float(-(self.pi[self.column] * p * np.log(p)).sum())
+        return float(-(self.pi[self.column] * p * np.log(p)).sum()) + 0.0  # no -0.0
 
     # -- dense views (paper orientation: V × m) -----------------------------------------------
     def P(self) -> np.ndarray:  # noqa: N802

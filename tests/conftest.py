@@ -1,0 +1,31 @@
+"""Shared fixtures: paths, the real TinyStories sample, and a subprocess runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT.parent / "shared" / "data" / "tinystories_sample.txt"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def sample() -> Path:
+    """The 2 MB TinyStories sample beside the project (never copied into the repo)."""
+    if not SAMPLE.is_file():
+        pytest.skip(f"{SAMPLE} is missing (it lives in ../shared beside the checkout)")
+    return SAMPLE
+
+
+def run(*args: str | os.PathLike, cwd: Path | None = None, timeout: int = 300,
+        env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a command with this venv's tools first on PATH; capture its text output."""
+    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+                **(env or {})}
+    return subprocess.run([str(a) for a in args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
