@@ -61,5 +61,10 @@ def src_files(*modules):
 def all_targets():
     """The targets of the `all` rule: each stage contributes its <stage>_targets()."""
     return (
-        table_targets() + train_targets() + geometry_targets() + figures_targets() + report_targets()
+        table_targets()
+        + svm_targets()
+        + train_targets()
+        + geometry_targets()
+        + figures_targets()
+        + report_targets()
     )
