@@ -10,6 +10,7 @@ configfile: "config.yaml"
 include: "rules/common.smk"
 # one file per stage
 include: "rules/tables.smk"
+include: "rules/svm.smk"
 
 
 rule all:
