@@ -11,6 +11,9 @@ include: "rules/common.smk"
 # one file per stage
 include: "rules/tables.smk"
 include: "rules/svm.smk"
+include: "rules/geometry.smk"
+include: "rules/figures.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -60,4 +60,4 @@ def src_files(*modules):
 
 def all_targets():
     """Everything `rule all` builds: each stage contributes its <stage>_targets()."""
-    return table_targets() + svm_targets()
+    return table_targets() + svm_targets() + geometry_targets() + figures_targets() + report_targets()
