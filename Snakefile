@@ -14,6 +14,7 @@ include: "rules/svm.smk"
 include: "rules/geometry.smk"
 include: "rules/figures.smk"
 include: "rules/report.smk"
+include: "rules/linear.smk"
 
 
 rule all:

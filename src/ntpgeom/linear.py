@@ -606,3 +606,131 @@ def toy_problem(seed: int = 0) -> tuple[Table, np.ndarray]:
                              source=f"linear:toy(seed={seed})")
     angles = np.deg2rad([90.0, 210.0, 330.0])
     return table, np.vstack([np.cos(angles), np.sin(angles)])
+
+
+# -- the pipeline's entry points (called by scripts/linear_*.py) ---------------------------------
+def make_embeddings(table: Table, spec: dict[str, Any], store=None) -> tuple[np.ndarray,
+                                                                             dict[str, Any]]:
+    """H̄ (d, m) from one ``linear.embeddings`` entry, checked against the table.
+
+    ``store`` is the opened training or svm store for sources ``train`` and ``svm``.
+    """
+    source = spec.get("source")
+    d = spec.get("d")
+    info: dict[str, Any] = {"source": source}
+    if source == "random":
+        if d is None:
+            raise UserError("linear.embeddings: source random needs d (the embedding width)")
+        H, contexts = random_embeddings(int(d), table.m, spec.get("seed", 0)), None
+        info.update(d=int(d), seed=spec.get("seed", 0))
+    elif source == "train":
+        H, contexts, step = embeddings_from_train(store, spec.get("step", -1))
+        info.update(model=spec.get("model"), run=spec.get("run"), step=step)
+    elif source == "svm":
+        H, contexts = embeddings_from_svm(store)
+        info.update(solver=spec.get("solver"))
+    else:
+        raise UserError(f"linear.embeddings.source: unknown source {source!r}; choose from "
+                        f"{', '.join(EMBEDDING_SOURCES)}")
+    check_embeddings(H, table, d=d, contexts=contexts)
+    return H, info
+
+
+def reference_files(*, table: str, out: str, embedding: dict[str, Any], options: dict[str, Any],
+                    store: str | None = None, config: dict[str, Any] | None = None) -> None:
+    """Read the table (and the embeddings' store), write ``linear/{embedding}/reference.zarr``."""
+    from ntpgeom.store import open_store, write_store
+    from ntpgeom.table import load
+
+    t = load(table)
+    H, info = make_embeddings(t, embedding, open_store(store) if store else None)
+    ds = linear_reference(t, H, solvers=options["solvers"], eps=options["eps"],
+                          fista_tol=options["fista_tol"], fista_max_iter=options["fista_max_iter"],
+                          embedding=info, config=config)
+    write_store(ds, out)
+
+
+def train_config(spec: dict[str, Any], *, d: int, L_smooth: float,  # noqa: N803
+                 options: dict[str, Any]):
+    """The :class:`ntpgeom.train.TrainConfig` of one ``linear.optimizers`` entry.
+
+    ``lr: auto`` (gd only) is 1/(2 L_smooth), the largest step of Lemma 2; a larger gd step is
+    allowed but logged, since the theorem no longer covers it. No LR schedule (milestones
+    empty): the paper's runs use constant steps.
+    """
+    from ntpgeom.train import TrainConfig
+
+    opt, lr = spec["optimizer"], spec["lr"]
+    bound = 1.0 / (2.0 * L_smooth)
+    if lr == "auto":
+        if opt != "gd":
+            raise UserError(f"linear.optimizers: lr auto is for gd only (1/(2L)); give {opt} a "
+                            "number")
+        lr = bound
+    elif opt == "gd" and lr > bound:
+        log.warning("linear: gd step %.3g exceeds 1/(2 L_smooth) = %.3g (Lemma 2)", lr, bound)
+    values: dict[str, Any] = {"model": "linear", "d": d, "epochs": options["epochs"],
+                              "optimizer": opt, "lr": float(lr), "milestones": [],
+                              "weight_decay": spec.get("weight_decay", 0.0),
+                              "seed": options["seed"], "dtype": options["dtype"],
+                              "checkpoints_per_decade": options["checkpoints_per_decade"],
+                              "device": options["device"]}
+    if "betas" in spec:
+        values["betas"] = spec["betas"]
+    return TrainConfig.from_dict(values, where="linear.optimizers")
+
+
+def train_files(*, table: str, reference: str, out: str, spec: dict[str, Any],
+                options: dict[str, Any], progress: bool | None = False) -> None:
+    """Train W on fixed H̄ with one optimizer; write ``linear/{embedding}/train/{name}.zarr``.
+
+    The store is the training loop's (:func:`ntpgeom.train.train`) plus the per-checkpoint
+    metrics of :func:`run_metrics` and attrs ``final_*``, ``lr_bound``, ``L_smooth``.
+
+    Raises
+    ------
+    UserError
+        The reference says the embeddings are not NTP-separable (:func:`require_separable`).
+    """
+    from ntpgeom.store import open_store
+    from ntpgeom.table import load
+    from ntpgeom.train import train
+
+    t = load(table)
+    ref = open_store(reference)
+    require_separable(ref, f"linear {out}")
+    H = ref["H_bar"].transpose("dim", "context").values
+    check_embeddings(H, t, contexts=[str(c) for c in ref["context"].values],
+                     where=f"{reference}")
+    L_smooth = float(ref.attrs["L_smooth"])
+    config = train_config(spec, d=H.shape[0], L_smooth=L_smooth, options=options)
+    S = t.S()
+
+    def extend(ds):
+        metrics = run_metrics(ds["W"].transpose("step", "token", "dim").values, ref, S)
+        for name, values in metrics.items():
+            ds[name] = ("step", values, {"long_name": RUN_METRICS[name]})
+        last = ds.isel(step=-1)
+        ds.attrs.update(
+            final_ce_minus_entropy=float(ds["trace_ce_minus_entropy"].values[-1]),
+            final_norm_W=float(last["norm_W"]), final_corr_mm=float(last["corr_mm"]),
+            final_corr_mm_offset=float(last["corr_mm_offset"]),
+            final_in_support_error=float(last["in_support_error"]),
+            L_smooth=L_smooth, lr_bound=1.0 / (2.0 * L_smooth), optimizer_name=spec["optimizer"])
+        log.info("linear %s: CE − H %.3e, ⟨Ŵ, Ŵ^mm⟩ %.6f, ⟨(W − W*)^, Ŵ^mm⟩ %.6f, "
+                 "‖P_F(W) − W*‖ %.3e", out, ds.attrs["final_ce_minus_entropy"],
+                 ds.attrs["final_corr_mm"], ds.attrs["final_corr_mm_offset"],
+                 ds.attrs["final_in_support_error"])
+        return ds
+
+    train(t, config, out=out, progress=progress, features=H, extend=extend,
+          extra_config={"linear": options, "optimizer_spec": spec})
+
+
+#: Long names of the per-step metrics of a linear run.
+RUN_METRICS = {
+    "corr_mm": "⟨W_k/‖W_k‖, W^mm/‖W^mm‖⟩",
+    "corr_mm_offset": "⟨(W_k − W*)/‖W_k − W*‖, W^mm/‖W^mm‖⟩",
+    "in_support_error": "‖P_F(W_k) − W*‖_F",
+    "dist_mm": "‖W_k/‖W_k‖ − W^mm/‖W^mm‖‖_F",
+}
