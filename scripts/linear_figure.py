@@ -1,4 +1,4 @@
-"""Rules fig_linear_<name>: linear reference + runs → results/{dataset}/figures/linear/{embedding}/<name>.png, .pdf."""
+"""Rules fig_linear_<name>: linear stores → results/{dataset}/figures/linear/{embedding}/."""
 
 import sys
 

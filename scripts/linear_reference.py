@@ -1,4 +1,4 @@
-"""Rule linear_reference: table (+ embeddings' store) → results/{dataset}/linear/{embedding}/reference.zarr."""
+"""Rule linear_reference: table → results/{dataset}/linear/{embedding}/reference.zarr."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""Rule linear_train: table + linear reference → results/{dataset}/linear/{embedding}/train/{optimizer}.zarr."""
+"""Rule linear_train: → results/{dataset}/linear/{embedding}/train/{optimizer}.zarr."""
 
 import sys
 

@@ -191,9 +191,9 @@ def test_ngd_moves_w_by_exactly_its_step(problem):
     assert np.linalg.norm(traj.W[-1].astype(float) - traj.W[0]) == pytest.approx(0.37, rel=1e-6)
 
 
-# -- bad input ---------------------------------------------------------------------------------------
+# -- bad input ------------------------------------------------------------------------------------
 def test_non_separable_embeddings_are_reported_with_the_best_margin():
-    # Contexts 0 and 1 share their embedding but want different next tokens: no W separates.
+    # Contexts 0 and 1 share their embedding but want other next tokens: no W separates them.
     table = _one_hot_table([0, 1, 2], 3)
     H = np.array([[1.0, 1.0, -1.0], [0.5, 0.5, 2.0]])
     ref = linear_reference(table, H, solvers=["clarabel", "fista"])

@@ -46,7 +46,10 @@ def _style(name: str, ds) -> dict[str, Any]:
     opt = ds.attrs.get("optimizer_name", ds.attrs.get("optimizer", name))
     lr = ds.attrs.get("lr")
     label = f"{NAMES.get(name, name)} (η = {lr:.3g})" if lr is not None else NAMES.get(name, name)
-    return {"color": COLORS.get(name, COLORS.get(opt, "black")), "label": label}
+    style = {"color": COLORS.get(name, COLORS.get(opt, "black")), "label": label}
+    if opt == "adamw":  # wide and translucent: Adam's curve, often identical, shows through
+        style.update(lw=3.5, alpha=0.45)
+    return style
 
 
 def _panel_ce(ax, b: LinearBundle) -> None:
@@ -76,10 +79,11 @@ def _panel_corr(ax, b: LinearBundle) -> None:
     for name, ds in b.runs.items():
         st = _style(name, ds)
         x = ds["step"].values + 1.0
+        extra = {k: st[k] for k in ("lw", "alpha") if k in st}
         ax.plot(x, ds["corr_mm"].values, color=st["color"], marker=".", ms=3,
-                label=f"{st['label']}: W_k")
+                label=f"{st['label']}: W_k", **extra)
         ax.plot(x, ds["corr_mm_offset"].values, color=st["color"], ls="--",
-                label=f"{st['label']}: W_k − W*")
+                label=f"{st['label']}: W_k − W*", **extra)
     ax.axhline(1.0, color="black", lw=0.8)
     _step_axis(ax, "iteration k + 1")
     ax.set_ylim(-0.1, 1.05)
