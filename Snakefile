@@ -10,6 +10,7 @@ configfile: "config.yaml"
 include: "rules/common.smk"
 # one file per stage
 include: "rules/tables.smk"
+include: "rules/train.smk"
 include: "rules/svm.smk"
 include: "rules/geometry.smk"
 include: "rules/figures.smk"

@@ -1,4 +1,4 @@
-"""Table-builder throughput and memory on 2, 20 and 200 MB corpora (the TinyStories sample repeated).
+"""Table-builder throughput and memory on 2, 20 and 200 MB corpora (the sample, repeated).
 
 Each measurement runs in a fresh subprocess, so peak RSS (ru_maxrss) is that build's alone. The
 baseline is the issue's reference point: `re.findall` + `collections.Counter` over 5-gram pairs,

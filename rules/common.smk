@@ -59,7 +59,8 @@ def src_files(*modules):
 
 
 def all_targets():
-    """Everything `rule all` builds: each stage contributes its <stage>_targets()."""
-    targets = table_targets() + svm_targets() + geometry_targets() + figures_targets() + report_targets()
+    """The targets of the `all` rule: each stage contributes its <stage>_targets()."""
+    targets = (table_targets() + svm_targets() + train_targets() + geometry_targets()
+               + figures_targets() + report_targets())
     # The linear-model study only when the config has a `linear` section (rules/linear.smk).
     return targets + (linear_targets() if "linear" in config else [])

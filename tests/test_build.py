@@ -87,10 +87,15 @@ def test_tinystories_config_has_the_papers_shape(sample):
     assert 4.5 <= t.support_size.mean() <= 6  # paper: mean support 5.05
 
 
-def test_huggingface_offline_fails_at_once(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+@pytest.mark.parametrize("env", [{"HF_HUB_OFFLINE": "1"},
+                                 {"HF_ENDPOINT": "http://127.0.0.1:9"}])  # a closed port
+def test_huggingface_offline_fails_at_once(monkeypatch, env):
+    pytest.importorskip("datasets")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
     start = time.perf_counter()
-    with pytest.raises(UserError, match="source: text"):
+    with pytest.raises(UserError, match="use `source: text`"):
         list(read_huggingface())
     assert time.perf_counter() - start < 10
 

@@ -13,6 +13,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ntpgeom.errors import UserError
 
@@ -92,8 +93,11 @@ def read_huggingface(name: str = "roneneldan/TinyStories", split: str = "train",
                         f"'ntpgeom[hf]'; or {hint}") from None
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
         raise UserError(f"source huggingface: offline mode is set (HF_HUB_OFFLINE); {hint}")
-    if not _reachable("huggingface.co", 443, timeout=5.0):
-        raise UserError(f"source huggingface: huggingface.co cannot be reached; {hint}")
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    if not _reachable(host, port, timeout=5.0):
+        raise UserError(f"source huggingface: {host} cannot be reached; {hint}")
     try:
         stream = datasets.load_dataset(name, split=split, streaming=True)
     except Exception as err:

@@ -1,0 +1,21 @@
+"""Rule train: results/{dataset}/table.zarr → results/{dataset}/train/{model}/{run}.zarr.
+
+Resumes from results/{dataset}/train/{model}/{run}.ckpt.pt when a previous attempt was killed.
+"""
+
+import sys
+
+# Append: a resumed attempt keeps the log of the killed one above its own.
+sys.stderr = open(snakemake.log[0], "a", buffering=1)
+
+from ntpgeom.store import script_main  # noqa: E402
+from ntpgeom.train import train_files  # noqa: E402
+
+
+def main() -> None:
+    # One thread: on the 2-core baseline machine two threads were slower than one (baselines.md).
+    settings = dict(snakemake.params.settings, threads=snakemake.threads)
+    train_files(snakemake.input.table, snakemake.output.store, settings, progress=False)
+
+
+script_main(main)
