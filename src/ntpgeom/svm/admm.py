@@ -199,7 +199,8 @@ def _certificate(X: torch.Tensor, Y: torch.Tensor, support: torch.Tensor,
 def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e-8,
                residual_tol: float = 1e-7, max_iter: int = 100_000,
                time_limit: float | None = None, check_every: int = 10, rho: float | None = None,
-               init: str = "centered_support", log_every_seconds: float = 10.0) -> AdmmResult:
+               relax: float = 1.8, init: str = "centered_support",
+               log_every_seconds: float = 10.0) -> AdmmResult:
     """Solve the NTP-SVM (``docs/paper.md`` §1.5) to a certified relative duality gap.
 
     Parameters
@@ -223,6 +224,9 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
     rho : float or None
         Initial penalty; default 10/‖S̄‖_2, so that the first threshold 1/ρ is a tenth of S̄'s
         largest singular value. Adapted by residual balancing (Boyd et al. 2011, §3.4.1).
+    relax : float
+        Over-relaxation α ∈ (0, 2); 1.8 took 26% fewer iterations than 1 on r104x400, 5% on
+        r200x1000 (same certified gap).
     init : {"centered_support", "random"}
         Starting point X₀: S̄ (feasible, and already optimal for k-subset tables) or standard
         normal entries, seed 0 (used by the tests, so that the k-subset check exercises the
@@ -271,8 +275,11 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
         L, _ = singular_value_threshold(X - U, 1.0 / rho)
         check = it % check_every == 0 or it == max_iter
         X_prev = X
-        X = project_constraints(L + U, supp, n_in)
-        U = U + L - X
+        # Over-relaxation (Boyd et al. 2011, §3.4.3): L̂ = αL + (1 − α)X in place of L. U stays
+        # ρ⁻¹ × a normal vector of C at X, so the dual certificate is unaffected.
+        L_hat = L if relax == 1.0 else relax * L + (1.0 - relax) * X_prev
+        X = project_constraints(L_hat + U, supp, n_in)
+        U = U + L_hat - X
         if not check:
             continue
         # One host sync for the four norms.
