@@ -1,4 +1,4 @@
-"""Rule geometry: a training run + table + L*, S̄, L^mm → results/{dataset}/geometry/{model}/{run}.zarr."""
+"""Rule geometry: a run + table + L*, S̄, L^mm → results/{dataset}/geometry/{model}/{run}.zarr."""
 
 import sys
 

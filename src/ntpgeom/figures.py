@@ -36,6 +36,8 @@ PALETTES = {
 TARGET_STYLE = {"S_bar": {"color": "purple", "ls": "--"}, "S": {"color": "grey", "ls": ":"}}
 SOLVER_STYLE = {"color": "black", "ls": "-"}
 MODEL_NAMES = {"ufm": "UFM", "transformer": "TF"}
+#: L^mm in matplotlib's mathtext.
+LMM = r"L$^\mathrm{mm}$"
 
 
 @dataclass
@@ -124,7 +126,9 @@ def _step_axis(ax, label: str = "training step + 1") -> None:
 
 def _heat(ax, M: np.ndarray, *, cmap: str, vmin: float, vmax: float, title: str, xlabel: str,
           ylabel: str):
-    im = ax.imshow(M, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest", aspect="auto")
+    # Square similarity matrices keep square cells; V × m logit matrices fill the panel.
+    aspect = "equal" if M.shape[0] == M.shape[1] and cmap == "viridis" else "auto"
+    im = ax.imshow(M, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest", aspect=aspect)
     ax.set_title(title, fontsize=9)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
@@ -215,7 +219,7 @@ def _prediction_factors(bundle: Bundle) -> list[tuple[str, np.ndarray, np.ndarra
     solver = _solver(bundle)
     mm = bundle.svm[solver].transpose("token", "rank", "context", ...)
     ref = bundle.reference.transpose("token", "rank", "context", ...)
-    return [(f"L^mm ({solver})", mm["W_mm"].values, mm["H_mm"].values, mm["L_mm"].values),
+    return [(f"{LMM} ({solver})", mm["W_mm"].values, mm["H_mm"].values, mm["L_mm"].values),
             ("S̄ (centered support)", ref["W_bar"].values, ref["H_bar"].values,
              ref["S_bar"].values)]
 
@@ -337,7 +341,7 @@ def _target_style(target: str, solver: str) -> dict:
 def structural_correlation(bundle: Bundle) -> Any:
     """F7: structural correlation of cos(H_k), cos(W_k) with L^mm's, S̄'s and S's, over training."""
     solver = _solver(bundle)
-    targets = [(solver, f"L^mm ({solver}) factors"), ("S_bar", "S̄ factors"),
+    targets = [(solver, f"{LMM} ({solver}) factors"), ("S_bar", "S̄ factors"),
                ("S", "support S (cos(S,S), cos(Sᵀ,Sᵀ))")]
     fig, axes = _new(2, 3, (14, 7.5), sharey=True)
     for c, (target, title) in enumerate(targets):
@@ -369,7 +373,7 @@ def direction_distance(bundle: Bundle) -> Any:
             x = g["step"].values + 1.0
             for t in solvers + ["S_bar"]:
                 style = {"ls": "-"} if t in solvers else {"ls": "--"}
-                name = f"L^mm ({t})" if t in solvers else "S̄"
+                name = f"{LMM} ({t})" if t in solvers else "S̄"
                 ax.plot(x, g[var].sel(target=t).values, color=r.color, lw=1.2, **style,
                         label=f"{r.label} → {name}")
         _step_axis(ax)
@@ -377,7 +381,7 @@ def direction_distance(bundle: Bundle) -> Any:
         ax.set_title(f"{what}: normalized distance", fontsize=10)
         ax.set_ylabel("‖A/‖A‖ − B/‖B‖‖_F  (0 = same direction)")
     _legend(fig, axes, loc="outside lower center", ncol=2)
-    fig.suptitle(f"{bundle.dataset}: direction distance to L^mm (solid) and to S̄ (dashed)")
+    fig.suptitle(f"{bundle.dataset}: direction distance to {LMM} (solid) and to S̄ (dashed)")
     return fig
 
 
@@ -386,7 +390,7 @@ def spectra(bundle: Bundle) -> Any:
     solver = _solver(bundle)
     fig, axes = _new(1, 2, (12, 4.5))
     ax = axes[0, 0]
-    for t, style, name in ((solver, SOLVER_STYLE, f"L^mm ({solver})"),
+    for t, style, name in ((solver, SOLVER_STYLE, f"{LMM} ({solver})"),
                            ("S_bar", {**TARGET_STYLE["S_bar"]}, "S̄")):
         g0 = bundle.runs[0].geometry
         sv = g0["target_singular_values"].sel(target=t).values
@@ -397,9 +401,11 @@ def spectra(bundle: Bundle) -> Any:
         ax.plot(np.arange(1, sv.size + 1), _positive(sv / np.linalg.norm(sv)), color=r.color,
                 marker=".", label=f"{r.label}, final")
     ax.set_yscale("log")
+    # Below 1e-4 of the norm are solver round-off (L^mm's exact zeros come out as ~1e-10).
+    ax.set_ylim(bottom=1e-4)
     ax.set_xlabel("index i")
     ax.set_ylabel("σ_i / ‖L‖_F")
-    ax.set_title("singular spectrum, normalized", fontsize=10)
+    ax.set_title("singular spectrum, normalized (values < 1e-4 clipped)", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     ax = axes[0, 1]
@@ -418,10 +424,10 @@ def spectra(bundle: Bundle) -> Any:
         ax.axhline(target[i] / np.linalg.norm(target), color=shades[i], ls="--", lw=0.8)
     _step_axis(ax)
     ax.set_ylabel("σ_i(L_k) / ‖L_k‖_F")
-    ax.set_title(f"{r.label}: top singular values over training\n(dashed: L^mm's)",
+    ax.set_title(f"{r.label}: top singular values over training\n(dashed: the same for {LMM})",
                  fontsize=10)
     ax.legend(fontsize=7, ncol=2)
-    fig.suptitle(f"{bundle.dataset}: singular spectra, trained vs L^mm")
+    fig.suptitle(f"{bundle.dataset}: singular spectra, trained vs {LMM}")
     return fig
 
 
@@ -438,7 +444,7 @@ def representation(bundle: Bundle) -> Any:
                 g = r.geometry
                 x = g["step"].values + 1.0
                 ax.plot(x, g[f"{key}_{what}"].sel(target=solver).values, color=r.color,
-                        marker=".", label=f"{r.label} vs L^mm")
+                        marker=".", label=f"{r.label} vs {LMM}")
                 ax.plot(x, g[f"{key}_{what}"].sel(target="S_bar").values, color=r.color,
                         ls="--", label=f"{r.label} vs S̄")
             _step_axis(ax)
@@ -449,7 +455,7 @@ def representation(bundle: Bundle) -> Any:
             if c == 0:
                 ax.set_ylabel("similarity (1 = identical)")
     _legend(fig, axes, loc="outside lower center", ncol=4)
-    fig.suptitle(f"{bundle.dataset}: representation similarity to L^mm ({solver}) factors "
+    fig.suptitle(f"{bundle.dataset}: representation similarity to {LMM} ({solver}) factors "
                  "(solid) and S̄ factors (dashed)")
     return fig
 
@@ -470,7 +476,7 @@ def intrinsic(bundle: Bundle) -> Any:
             ax.plot(g["step"].values + 1.0, g[var].values, color=r.color, marker=".",
                     label=r.label)
         g0 = bundle.runs[0].geometry
-        for t, style, name in ((solver, SOLVER_STYLE, f"L^mm ({solver})"),
+        for t, style, name in ((solver, SOLVER_STYLE, f"{LMM} ({solver})"),
                                ("S_bar", TARGET_STYLE["S_bar"], "S̄")):
             value = float(g0[tvar].sel(target=t))
             if np.isfinite(value):
@@ -494,7 +500,7 @@ FIGURES: dict[str, tuple[Callable[[Bundle], Any], tuple[str, ...]]] = {
     "logits": (logits, ("train", "reference", "svm", "table")),
     "similarity_labelled": (similarity_labelled, ("train", "table")),
     "structural_correlation": (structural_correlation, ("geometry", "svm")),
-    "evolution": (evolution, ("train", "svm")),
+    "evolution": (evolution, ("train", "reference", "svm")),
     "direction_distance": (direction_distance, ("geometry", "svm")),
     "spectra": (spectra, ("geometry", "svm")),
     "representation": (representation, ("geometry", "svm")),

@@ -166,7 +166,8 @@ def render_html(numbers: Mapping[str, Mapping[str, Any]],
                          f"({html.escape(str(png))}){_caption_text(captions.get(name, ''))}"
                          "</figcaption></figure>")
     parts.append("<h2>Configuration</h2><pre>"
-                 + html.escape(json.dumps(config, indent=2, sort_keys=True, default=str))
+                 + html.escape(json.dumps(config, indent=2, sort_keys=True, default=str),
+                               quote=False)
                  + "</pre></body></html>")
     return "\n".join(parts)
 
