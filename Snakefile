@@ -15,6 +15,7 @@ include: "rules/train.smk"
 include: "rules/geometry.smk"
 include: "rules/figures.smk"
 include: "rules/report.smk"
+include: "rules/linear.smk"
 
 
 rule all:

@@ -60,7 +60,7 @@ def src_files(*modules):
 
 def all_targets():
     """The targets of the `all` rule: each stage contributes its <stage>_targets()."""
-    return (
+    targets = (
         table_targets()
         + svm_targets()
         + train_targets()
@@ -68,3 +68,5 @@ def all_targets():
         + figures_targets()
         + report_targets()
     )
+    # The linear-model study only when the config has a `linear` section (rules/linear.smk).
+    return targets + (linear_targets() if "linear" in config else [])
