@@ -3,9 +3,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# The CPU wheel of torch 2.13 (any looser spec pulls a multi-GB CUDA build). On a machine with an
-# NVIDIA driver, `make TORCH=torch==2.13.0 run` with your CUDA index configured gets a GPU build.
+# torch is installed first and pinned: a looser spec pulls a multi-GB CUDA build from PyPI. Where a
+# local CPU wheel is configured (as on the project's machines) this takes it; elsewhere pick the
+# build with TORCH_INDEX, e.g. https://download.pytorch.org/whl/cpu (no GPU) or .../whl/cu128.
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 CORES ?= all
 SNAKEMAKE_ARGS ?=
 
@@ -16,7 +18,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 

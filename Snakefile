@@ -10,7 +10,12 @@ configfile: "config.yaml"
 include: "rules/common.smk"
 # one file per stage
 include: "rules/tables.smk"
+include: "rules/svm.smk"
 include: "rules/train.smk"
+include: "rules/geometry.smk"
+include: "rules/figures.smk"
+include: "rules/report.smk"
+include: "rules/linear.smk"
 include: "rules/grid.smk"
 
 

@@ -60,4 +60,14 @@ def src_files(*modules):
 
 def all_targets():
     """The targets of the `all` rule: each stage contributes its <stage>_targets()."""
-    return table_targets() + train_targets() + grid_targets()
+    targets = (
+        table_targets()
+        + svm_targets()
+        + train_targets()
+        + geometry_targets()
+        + figures_targets()
+        + report_targets()
+        + grid_targets()
+    )
+    # The linear-model study only when the config has a `linear` section (rules/linear.smk).
+    return targets + (linear_targets() if "linear" in config else [])

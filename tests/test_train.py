@@ -243,7 +243,7 @@ def test_cli_trains_and_reports_errors(table, tmp_path, capsys):
 @pytest.mark.parametrize("settings, match", [
     ({"d": 0}, r"train\.d: the embedding width must be an integer ≥ 1; got 0"),
     ({"lr": -1e-3}, r"train\.lr: must be a finite number ≥ 0; got -0\.001"),
-    ({"optimizer": "adam"}, r"train\.optimizer: must be one of adamw, gd"),
+    ({"optimizer": "sgd"}, r"train\.optimizer: must be one of adamw, gd, ngd, adam"),
     ({"model": "transformer", "d": 8, "n_heads": 6}, r"train\.d: is too narrow for 6 heads"),
     ({"epochs": 10, "learning_rate": 1}, r"train: unknown setting\(s\) learning_rate; valid:"),
     ({"milestones": [0]}, r"train\.milestones: must be steps ≥ 1"),

@@ -36,9 +36,14 @@ def make_table(dataset: dict[str, Any], table: dict[str, Any], *, progress: bool
         kind = spec.pop("kind")
         if kind == "ksubset":
             return synthetic.ksubset_table(spec.get("V", 6), spec.get("k", 2), spec.get("seed", 0))
+        if kind == "random":
+            return synthetic.random_table(
+                spec.get("V", 10), spec.get("m", 50), seed=spec.get("seed", 0),
+                zipf_a=spec.get("zipf_a", 0.0), support_size=spec.get("support_size"),
+                max_support=spec.get("max_support", 6), n=spec.get("n"))
         if kind != "grammar":
-            raise UserError(f"synthetic.kind: unknown generator {kind!r}; choose grammar or "
-                            "ksubset")
+            raise UserError(f"synthetic.kind: unknown generator {kind!r}; choose grammar, "
+                            "ksubset or random")
         grammar = {k: v for k, v in spec.items() if k in
                    ("n_contexts", "support_size", "n_words", "n_sentences", "seed")}
         chunks, total, label = corpus.read_documents(synthetic.grammar_corpus(**grammar)), None, \

@@ -16,7 +16,7 @@ from ntpgeom import __version__
 from ntpgeom.errors import UserError
 
 # Modules that contribute a subcommand, in the order they appear in ``ntpgeom --help``.
-SUBCOMMANDS = ["ntpgeom.build", "ntpgeom.train"]
+SUBCOMMANDS = ["ntpgeom.build", "ntpgeom.svm", "ntpgeom.train"]
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -219,11 +219,51 @@ class Transformer(nn.Module):
         return self.output(h), h  # (B, V)
 
 
+# -----------------------------------------------------------------------------------------------
+# The linear model of the NeurIPS paper: fixed context embeddings, trained decoder
+
+
+class Linear(nn.Module):
+    """Fixed context embeddings H̄ = [h̄_1 … h̄_m] (d × m, a buffer), trained W (V × d) only.
+
+    The setting of Thrampoulidis, "Implicit Optimization Bias of Next-Token Prediction in Linear
+    Models" (NeurIPS 2024; ``docs/paper.md`` §1.9): logits W h̄_j, loss convex in W. W starts at
+    torch's default ``Linear`` initialisation, U(±1/√d) (the paper's App. A: "random LeCun
+    initialization").
+    """
+
+    def __init__(self, H_bar: torch.Tensor, V: int) -> None:  # noqa: N803
+        super().__init__()
+        d, _ = H_bar.shape
+        self.register_buffer("H_bar", H_bar.detach().clone())  # (d, m), never trained
+        self.output = nn.Linear(d, V, bias=False)  # weight = W, (V, d)
+
+    @property
+    def W(self) -> torch.Tensor:  # noqa: N802
+        """Word embeddings (decoder rows), (V, d)."""
+        return self.output.weight
+
+    def features(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """h̄_j as rows for j in ``rows`` (all m when None), (B, d)."""
+        return self.H_bar.t() if rows is None else self.H_bar.t()[rows]
+
+    def H(self) -> torch.Tensor:  # noqa: N802
+        """The fixed context embeddings, (d, m)."""
+        return self.H_bar
+
+    def forward(self, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, V) and features (B, d) of the contexts ``rows`` (all m when None)."""
+        h = self.features(rows)  # (B, d)
+        return self.output(h), h  # (B, d) @ (d, V) -> (B, V)
+
+
 def build_model(kind: str, *, m: int, V: int, d: int,  # noqa: N803
                 context_ids: torch.Tensor | None = None, vocab_in: int | None = None,
-                **transformer: int | float | None) -> UFM | Transformer:
-    """``ufm`` or ``transformer`` for a table of m contexts and V next tokens, at width d.
+                features: torch.Tensor | None = None,
+                **transformer: int | float | None) -> UFM | Transformer | Linear:
+    """``ufm``, ``transformer`` or ``linear`` for a table of m contexts and V next tokens, width d.
 
+    ``linear`` needs the fixed embeddings ``features`` (d, m).
     The transformer needs ``context_ids`` (m, T) and ``vocab_in`` (default: max id + 1);
     ``transformer`` holds the other :class:`TransformerConfig` fields (``n_layers``, ``n_heads``,
     ``ffn_hidden``, ``norm_eps``).
@@ -237,4 +277,8 @@ def build_model(kind: str, *, m: int, V: int, d: int,  # noqa: N803
         config = TransformerConfig(vocab_in=vocab_in, V=V, context_length=context_ids.shape[1],
                                    d=d, **transformer)  # type: ignore[arg-type]
         return Transformer(config, context_ids)
+    if kind == "linear":
+        assert features is not None and tuple(features.shape) == (d, m), \
+            f"linear: features must be (d, m) = ({d}, {m})"
+        return Linear(features, V)
     raise ValueError(f"unknown model {kind!r}")

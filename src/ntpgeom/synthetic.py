@@ -7,7 +7,8 @@
 - :func:`ksubset_table`: every k-subset of V tokens is one context's support; the NTP-SVM
   solution is then S̄ = (I − 11ᵀ/V) S in closed form (§1.7), a built-in solver check.
 - :func:`random_table`: random supports with Zipf-like token popularity (the baselines'
-  ``rVxm`` problems, ``../shared/reference/problems.py``), for tests and benchmarks.
+  ``rVxm`` problems, ``../shared/reference/problems.py``), for tests and benchmarks; with a fixed
+  support size and n pairs, the NeurIPS paper's linear-model data (App. A).
 """
 
 from __future__ import annotations
@@ -98,19 +99,28 @@ def ksubset_table(V: int, k: int, seed: int = 0) -> Table:  # noqa: N803
 
 
 def random_table(V: int, m: int, max_support: int = 6, seed: int = 0,  # noqa: N803
-                 zipf_a: float = 1.0, context_length: int = 3) -> Table:
-    """m contexts with supports of size uniform in 1..max_support (capped at V − 1).
+                 zipf_a: float = 1.0, context_length: int = 3, *, support_size: int | None = None,
+                 n: int | None = None) -> Table:
+    """m contexts with random supports and random next-token probabilities.
 
-    Tokens are drawn without replacement with weights ∝ 1/rank^zipf_a, so popular tokens are
-    shared by many contexts and small supports repeat (as in ``baselines.md``'s rVxm problems);
-    counts are randint(1, 5). Contexts are random token tuples of ``context_length``, distinct.
+    Supports: size uniform in 1..max_support (capped at V − 1), or exactly ``support_size`` for
+    every context (the NeurIPS paper's App. A synthetic data, S_j = 6). Tokens are drawn without
+    replacement with weights ∝ 1/rank^zipf_a (``zipf_a = 0``: uniformly), so with zipf_a > 0
+    popular tokens are shared by many contexts and small supports repeat (as in ``baselines.md``'s
+    rVxm problems). Counts: randint(1, 5) per pair; or, with ``n``, exactly n pairs: one per
+    support entry plus n − Σ_j S_j drawn multinomially with random context weights π and random
+    in-support probabilities (both uniform on the simplex), so that supports stay exact. Contexts
+    are random token tuples of ``context_length``, distinct.
     """
+    if support_size is not None and not 1 <= support_size < V:
+        raise UserError(f"synthetic.support_size: random supports need 1 <= support_size < V "
+                        f"= {V}; got {support_size}")
     rng = np.random.default_rng(seed)
     w = 1.0 / np.arange(1, V + 1) ** zipf_a
     w /= w.sum()
     ctx, nxt = [], []
     for j in range(m):
-        s = int(rng.integers(1, min(max_support, V - 1) + 1))
+        s = support_size or int(rng.integers(1, min(max_support, V - 1) + 1))
         z = rng.choice(V, size=s, replace=False, p=w)
         ctx += [j] * s
         nxt += list(z)
@@ -124,7 +134,17 @@ def random_table(V: int, m: int, max_support: int = 6, seed: int = 0,  # noqa: N
     if (rest > 0).any():
         raise UserError(f"random_table: {m} contexts do not fit in {V}^{context_length} tuples")
     contexts = [tuple(names[i] for i in row) for row in digits]
-    counts = rng.integers(1, 5, size=len(nxt))
+    if n is None:
+        counts = rng.integers(1, 5, size=len(nxt))
+    else:
+        if n < len(nxt):
+            raise UserError(f"synthetic.n: {n} pairs cannot cover the {len(nxt)} support entries "
+                            f"(one pair each); raise n to at least {len(nxt)}")
+        col = np.array(ctx)
+        pi = rng.dirichlet(np.ones(m))
+        p = np.concatenate([rng.dirichlet(np.ones(int((col == j).sum()))) for j in range(m)])
+        counts = 1 + rng.multinomial(n - len(nxt), pi[col] * p)
+    source = f"synthetic:random(V={V},m={m},seed={seed}" + (
+        f",S={support_size}" if support_size else "") + (f",n={n})" if n else ")")
     return Table.from_pairs(contexts, ctx_index=np.array(ctx), next_tokens=names,
-                            next_index=np.array(nxt), counts=counts,
-                            source=f"synthetic:random(V={V},m={m},seed={seed})")
+                            next_index=np.array(nxt), counts=counts, source=source)

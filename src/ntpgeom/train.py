@@ -53,8 +53,9 @@ from ntpgeom.table import Table
 
 log = logging.getLogger(__name__)
 
-MODELS = ("ufm", "transformer")
-OPTIMIZERS = ("adamw", "gd")
+MODELS = ("ufm", "transformer", "linear")
+OPTIMIZERS = ("adamw", "gd", "ngd", "adam")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 LOSS_FORMS = ("distinct", "per_sample")
 CHECKPOINT_FORMAT = 1
 
@@ -67,10 +68,11 @@ CHECKPOINT_FORMAT = 1
 class TrainConfig:
     """One training run. Defaults are the paper's (§2.3) except where a comment says otherwise."""
 
-    model: str = "ufm"  # "ufm" or "transformer"
+    model: str = "ufm"  # "ufm", "transformer", or "linear" (fixed H̄, W only: NeurIPS §1.9)
     d: int = 128  # embedding width; the paper's d = 128
     epochs: int = 30_000  # full-batch steps; the paper's 30k
-    optimizer: str = "adamw"  # the paper's AdamW; "gd" = plain gradient descent (theory, §1.9)
+    optimizer: str = "adamw"  # the paper's AdamW; "gd" = plain gradient descent (theory, §1.9);
+    # "ngd" = normalized GD, W ← W − η ∇/‖∇‖; "adam" = Adam (coupled L2): NeurIPS App. A
     lr: float = 1e-4  # the paper's AdamW learning rate
     weight_decay: float = 1e-6  # AdamW's decoupled decay (the paper's small "lammy"); GD: coupled
     betas: tuple[float, float] = (0.9, 0.999)  # torch's defaults, left unchanged by the paper
@@ -89,6 +91,7 @@ class TrainConfig:
     checkpoints_per_decade: int = 3  # W, H snapshots per decade of steps: 3 = 1, 2, 5, 10, …
     save_every_s: float = 60.0  # resume state at least this often (and at every checkpoint step)
     threads: int | None = None  # torch CPU threads (None = leave torch's setting)
+    dtype: str = "float32"  # the paper's; "float64" where CE − H falls below float32's ~1e-7
 
     # Settings that do not change the trajectory: left out of the checkpoint fingerprint.
     RUNTIME_ONLY = ("save_every_s", "threads")
@@ -121,6 +124,8 @@ class TrainConfig:
             raise bad("model", f"must be one of {', '.join(MODELS)}")
         if self.optimizer not in OPTIMIZERS:
             raise bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
+        if self.dtype not in DTYPES:
+            raise bad("dtype", f"must be one of {', '.join(DTYPES)}")
         if self.loss not in LOSS_FORMS:
             raise bad("loss", f"must be one of {', '.join(LOSS_FORMS)}")
         if not isinstance(self.d, int) or self.d < 1:
@@ -167,7 +172,7 @@ class TrainConfig:
         out = self.to_dict()
         for key in self.RUNTIME_ONLY:
             out.pop(key)
-        if self.model == "ufm":  # transformer knobs mean nothing for the UFM
+        if self.model != "transformer":  # transformer knobs mean nothing for the UFM
             for key in ("n_layers", "n_heads", "ffn_hidden"):
                 out.pop(key)
         return out
@@ -319,21 +324,34 @@ class Objective(torch.nn.Module):
 class GD(torch.optim.Optimizer):
     """Plain gradient descent, p ← p − η(∇p + wd·p) (wd: coupled L2, as torch's SGD).
 
+    ``normalize=True``: normalized GD, p ← p − η g/‖g‖ with g = ∇p + wd·p and ‖g‖ over all
+    parameters (the NeurIPS paper's NGD, App. A).
+
     ``lr`` may be a 0-dim tensor, so that a captured CUDA graph follows the LR schedule.
     """
 
-    def __init__(self, params, lr: float | torch.Tensor, weight_decay: float = 0.0) -> None:
+    def __init__(self, params, lr: float | torch.Tensor, weight_decay: float = 0.0,
+                 normalize: bool = False) -> None:
         super().__init__(params, {"lr": lr, "weight_decay": weight_decay})
+        self.normalize = normalize
 
     @torch.no_grad()
     def step(self, closure=None):  # noqa: D102
         assert closure is None, "full-batch GD takes no closure"
         for group in self.param_groups:
             lr, wd = group["lr"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad.add(p, alpha=wd) if wd else p.grad
+            grads = [p.grad.add(p, alpha=wd) if wd else p.grad
+                     for p in group["params"] if p.grad is not None]
+            # Normalized GD (NeurIPS App. A): a step of length η along −∇, the gradient's norm
+            # taken over all parameters together; clamped so that a zero gradient stays zero.
+            scale = (torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
+                                                           for g in grads]))
+                     .clamp_min(torch.finfo(grads[0].dtype).tiny)
+                     if self.normalize and grads else None)
+            for p, g in zip([p for p in group["params"] if p.grad is not None], grads,
+                            strict=True):
+                if scale is not None:
+                    g = g / scale
                 if isinstance(lr, torch.Tensor):
                     p.sub_(g * lr)
                 else:
@@ -347,8 +365,13 @@ def make_optimizer(config: TrainConfig, params, device: torch.device,
     With ``lr_tensor`` (graph mode) the LR lives on the device and is changed in place.
     """
     lr: float | torch.Tensor = lr_tensor if lr_tensor is not None else config.lr_at(0)
-    if config.optimizer == "gd":
-        return GD(params, lr=lr, weight_decay=config.weight_decay)
+    if config.optimizer in ("gd", "ngd"):
+        return GD(params, lr=lr, weight_decay=config.weight_decay,
+                  normalize=config.optimizer == "ngd")
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=config.betas, eps=config.eps,
+                                weight_decay=config.weight_decay,
+                                fused=True if device.type == "cuda" else None)
     return torch.optim.AdamW(params, lr=lr, betas=config.betas, eps=config.eps,
                              weight_decay=config.weight_decay,
                              fused=True if device.type == "cuda" else None)
@@ -367,6 +390,31 @@ def table_digest(table: Table) -> str:
         h.update(a.tobytes())
     h.update(json.dumps([len(table.tokens), len(table.input_tokens)]).encode())
     return h.hexdigest()[:16]
+
+
+def check_features(table: Table, config: TrainConfig, features: np.ndarray | None) -> None:
+    """The fixed embeddings H̄ (d, m) of the linear model: present exactly when it is trained,
+    and the shape of the table and of ``d``."""
+    if config.model != "linear":
+        assert features is None, "fixed features are for model linear only"
+        return
+    if features is None:
+        raise UserError("train.model linear: the fixed context embeddings H̄ are missing")
+    shape = tuple(np.shape(features))
+    if shape != (config.d, table.m):
+        raise UserError(f"train.model linear: the embeddings are {shape[0]} × {shape[1]} but d = "
+                        f"{config.d} and the table has m = {table.m} contexts; they must be "
+                        "d × m: set d to the embeddings' width or use embeddings of this table")
+    if not np.isfinite(features).all():
+        raise UserError("train.model linear: the embeddings contain NaN or inf")
+
+
+def features_digest(features: np.ndarray | None) -> str | None:
+    """SHA-256 (16 hex digits) of the linear model's fixed H̄, for the checkpoint fingerprint."""
+    if features is None:
+        return None
+    a = np.ascontiguousarray(features, dtype=np.float64)
+    return hashlib.sha256(str(a.shape).encode() + a.tobytes()).hexdigest()[:16]
 
 
 def check_table(table: Table) -> None:
@@ -390,9 +438,12 @@ class Trainer:
         Where to train (see :func:`resolve_device`).
     """
 
-    def __init__(self, table: Table, config: TrainConfig, device: torch.device) -> None:
+    def __init__(self, table: Table, config: TrainConfig, device: torch.device,
+                 features: np.ndarray | None = None) -> None:
         check_table(table)
         config.validate()
+        check_features(table, config, features)
+        dtype = DTYPES[config.dtype]
         self.table, self.config, self.device = table, config, device
         self.use_graph = device.type == "cuda" and config.graph != "off"
         if config.graph == "on" and device.type != "cuda":
@@ -404,11 +455,14 @@ class Trainer:
             if config.model == "transformer":
                 extra = {"n_layers": config.n_layers, "n_heads": config.n_heads,
                          "ffn_hidden": config.ffn_hidden}
+            fixed = (torch.as_tensor(features, dtype=dtype) if features is not None else None)
             self.model = build_model(config.model, m=table.m, V=table.V, d=config.d,
                                      context_ids=torch.from_numpy(table.context_ids),
-                                     vocab_in=max(len(table.input_tokens), 1), **extra)
-        self.model.to(device)
-        self.objective = Objective(self.model, table, config.loss, config.ridge).to(device)
+                                     vocab_in=max(len(table.input_tokens), 1), features=fixed,
+                                     **extra)
+        self.model.to(device=device, dtype=dtype)
+        self.objective = Objective(self.model, table, config.loss, config.ridge,
+                                   dtype=dtype).to(device)
         self.lr_tensor = (torch.tensor(config.lr_at(0), dtype=torch.float32, device=device)
                           if self.use_graph else None)
         self.optimizer = make_optimizer(config, self.model.parameters(), device, self.lr_tensor)
@@ -564,10 +618,13 @@ def checkpoint_path(out: str | os.PathLike) -> Path:
 
 
 def fingerprint(table: Table, config: TrainConfig, device: torch.device,
-                use_graph: bool) -> dict[str, Any]:
+                use_graph: bool, features: np.ndarray | None = None) -> dict[str, Any]:
     """Everything that determines the trajectory; a checkpoint resumes only if it matches."""
-    return {"format": CHECKPOINT_FORMAT, **config.hyperparameters(), "table": table_digest(table),
-            "device_type": device.type, "graph": use_graph, "torch_version": torch.__version__}
+    out = {"format": CHECKPOINT_FORMAT, **config.hyperparameters(), "table": table_digest(table),
+           "device_type": device.type, "graph": use_graph, "torch_version": torch.__version__}
+    if features is not None:
+        out["features"] = features_digest(features)
+    return out
 
 
 def _save_checkpoint(path: Path, trainer: Trainer, traj: Trajectory, fp: dict[str, Any]) -> None:
@@ -631,7 +688,7 @@ class _Progress:
 
 
 def fit(table: Table, config: TrainConfig, *, checkpoint: str | os.PathLike | None = None,
-        progress: bool | None = None) -> Trajectory:
+        progress: bool | None = None, features: np.ndarray | None = None) -> Trajectory:
     """Train one run and return its trajectory; resume from ``checkpoint`` when it exists.
 
     Parameters
@@ -646,6 +703,8 @@ def fit(table: Table, config: TrainConfig, *, checkpoint: str | os.PathLike | No
         caller removes it once the result is safely stored).
     progress : bool, optional
         Progress bar; default: when stderr is a terminal (else log lines).
+    features : ndarray (d, m), optional
+        The fixed context embeddings H̄ of ``model: linear`` (required for it, refused otherwise).
 
     Raises
     ------
@@ -657,8 +716,8 @@ def fit(table: Table, config: TrainConfig, *, checkpoint: str | os.PathLike | No
     check_table(table)
     device = resolve_device(config.device)
     with _numerics(device, config.threads):
-        trainer = Trainer(table, config, device)
-        fp = fingerprint(table, config, device, trainer.use_graph)
+        trainer = Trainer(table, config, device, features)
+        fp = fingerprint(table, config, device, trainer.use_graph, features)
         traj = Trajectory(device=str(device), graph=trainer.use_graph)
         path = Path(checkpoint) if checkpoint is not None else None
         if path is not None and path.exists():
@@ -683,7 +742,7 @@ def _run(trainer: Trainer, traj: Trajectory, config: TrainConfig, entropy: float
 
     def flush() -> None:
         if pending:
-            values = torch.stack([m for _, m in pending]).cpu().numpy()
+            values = torch.stack([m for _, m in pending]).double().cpu().numpy()
             traj.trace_step.extend(s for s, _ in pending)
             traj.trace.extend(values)
             pending.clear()
@@ -705,7 +764,7 @@ def _run(trainer: Trainer, traj: Trajectory, config: TrainConfig, entropy: float
                 pending.append((s, metrics))
             if snap is not None:
                 traj.step.append(s)
-                traj.metrics.append(metrics.float().cpu().numpy())
+                traj.metrics.append(metrics.double().cpu().numpy())
                 traj.W.append(snap[0])
                 traj.H.append(snap[1])
             if len(pending) >= 4096:
@@ -718,12 +777,12 @@ def _run(trainer: Trainer, traj: Trajectory, config: TrainConfig, entropy: float
             # The last step has no update after it: evaluate once more for its metrics.
             metrics, W, H = trainer.evaluate()
             traj.step.append(E)
-            traj.metrics.append(metrics.float().cpu().numpy())
+            traj.metrics.append(metrics.double().cpu().numpy())
             traj.W.append(W)
             traj.H.append(H)
             if not traj.trace_step or traj.trace_step[-1] != E:
                 traj.trace_step.append(E)
-                traj.trace.append(metrics.float().cpu().numpy())
+                traj.trace.append(metrics.double().cpu().numpy())
             save()
     finally:
         bar.close()
@@ -777,6 +836,10 @@ def to_dataset(traj: Trajectory, table: Table, config: TrainConfig,
         "context": ("context", np.array(table.contexts, dtype=obj)),
         "dim": ("dim", np.arange(config.d, dtype=np.int64)),
     }
+    if config.model == "linear":
+        # H̄ is fixed: stored once with the run's linear reference, not per step (artifacts.md).
+        for name in ("H", "norm_H", "trace_norm_H"):
+            data.pop(name)
     ds = xr.Dataset(data, coords=coords)
     hyper = config.hyperparameters()
     hyper.pop("model")
@@ -791,11 +854,15 @@ def to_dataset(traj: Trajectory, table: Table, config: TrainConfig,
 
 
 def train(table: Table, config: TrainConfig, *, out: str | os.PathLike,
-          progress: bool | None = None, extra_config: dict[str, Any] | None = None):
+          progress: bool | None = None, extra_config: dict[str, Any] | None = None,
+          features: np.ndarray | None = None, extend: Any = None):
     """Train one run and write its trajectory store ``out``, resuming from ``{run}.ckpt.pt``.
 
     The checkpoint is removed once the store is written (a kill between the two leaves a
     checkpoint at the last step, from which a rerun only rewrites the store).
+
+    ``features``: the fixed H̄ (d, m) of ``model: linear``. ``extend``: a function of the dataset
+    returning it with more variables or attrs (per-step metrics), applied before writing.
 
     Returns
     -------
@@ -805,8 +872,10 @@ def train(table: Table, config: TrainConfig, *, out: str | os.PathLike,
     from ntpgeom.store import write_store
 
     ckpt = checkpoint_path(out)
-    traj = fit(table, config, checkpoint=ckpt, progress=progress)
+    traj = fit(table, config, checkpoint=ckpt, progress=progress, features=features)
     ds = to_dataset(traj, table, config, extra_config)
+    if extend is not None:
+        ds = extend(ds)
     write_store(ds, out)
     ckpt.unlink(missing_ok=True)
     last = traj.metrics[-1]

@@ -1,0 +1,99 @@
+# Stage 8, the linear model (NeurIPS 2402.18551): fixed context embeddings H̄, W trained alone.
+# table (+ a training or svm store) → results/{dataset}/linear/{embedding}/reference.zarr (H̄, W*,
+# W^mm, compatibility, separability, d > m) → .../train/{optimizer}.zarr (W-only runs with the
+# NeurIPS Fig. 3 metrics) → results/{dataset}/figures/linear/{embedding}/<name>.png.
+
+
+include: "linear_helpers.smk"
+
+
+wildcard_constraints:
+    embedding="[A-Za-z0-9-]+",
+    optimizer="[A-Za-z0-9-]+",
+
+
+# -----------------------------------------------------------------------------------------------
+rule linear_reference:
+    input:
+        table="results/{dataset}/table.zarr",
+        store=linear_store,
+        code=src_files("reference", "linear", "svm"),
+    output:
+        reference=directory("results/{dataset}/linear/{embedding}/reference.zarr"),
+    log:
+        "logs/{dataset}/linear/{embedding}/reference.log",
+    benchmark:
+        "logs/{dataset}/linear/{embedding}/reference.benchmark.tsv"
+    params:
+        spec=linear_reference_params,
+    threads: 1
+    resources:
+        mem_mb=2048,
+        runtime=30,
+    conda:
+        "../envs/svm.yaml"
+    script:
+        "../scripts/linear_reference.py"
+
+
+rule linear_train:
+    input:
+        table="results/{dataset}/table.zarr",
+        reference="results/{dataset}/linear/{embedding}/reference.zarr",
+        code=src_files("reference", "linear", "train", "model"),
+    output:
+        train=directory("results/{dataset}/linear/{embedding}/train/{optimizer}.zarr"),
+    log:
+        "logs/{dataset}/linear/{embedding}/train/{optimizer}.log",
+    benchmark:
+        "logs/{dataset}/linear/{embedding}/train/{optimizer}.benchmark.tsv"
+    params:
+        spec=linear_train_params,
+    threads: 1
+    resources:
+        mem_mb=2048,
+        runtime=60,
+    conda:
+        "../envs/svm.yaml"
+    script:
+        "../scripts/linear_train.py"
+
+
+for _figure in LINEAR_FIGURES:
+
+    rule:
+        name:
+            f"fig_linear_{_figure}"
+        input:
+            reference="results/{dataset}/linear/{embedding}/reference.zarr",
+            train=linear_train_stores,
+            code=src_files("figures", "figio", "linear_figures"),
+        output:
+            png=f"results/{{dataset}}/figures/linear/{{embedding}}/{_figure}.png",
+            pdf=f"results/{{dataset}}/figures/linear/{{embedding}}/{_figure}.pdf",
+        log:
+            f"logs/{{dataset}}/figures/linear/{{embedding}}/{_figure}.log",
+        params:
+            name=_figure,
+        localrule: True
+        conda:
+            "../envs/figures.yaml"
+        script:
+            "../scripts/linear_figure.py"
+
+
+rule fig_linear_toy:
+    input:
+        code=src_files("reference", "linear", "figures", "figio", "linear_figures"),
+    output:
+        png="results/figures/linear_toy.png",
+        pdf="results/figures/linear_toy.pdf",
+    log:
+        "logs/figures/linear_toy.log",
+    params:
+        seed=linear_toy_seed,
+    localrule: True
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/linear_toy.py"

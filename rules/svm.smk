@@ -1,0 +1,49 @@
+# Stage 2: table → results/{dataset}/reference.zarr (L*, S̄ and its factors) and
+# results/{dataset}/svm/{solver}.zarr (the NTP-SVM solution L^mm, its factors and certificate).
+
+
+include: "svm_helpers.smk"
+
+
+# -----------------------------------------------------------------------------------------------
+rule reference:
+    input:
+        table="results/{dataset}/table.zarr",
+        code=src_files("reference", "svm"),
+    output:
+        reference=directory("results/{dataset}/reference.zarr"),
+    log:
+        "logs/{dataset}/reference.log",
+    params:
+        rank_rtol=svm_rank_rtol,
+    threads: 1
+    resources:
+        mem_mb=2048,
+        runtime=10,
+    conda:
+        "../envs/svm.yaml"
+    script:
+        "../scripts/reference.py"
+
+
+rule svm_solve:
+    input:
+        table="results/{dataset}/table.zarr",
+        code=src_files("reference", "svm"),
+    output:
+        svm=directory("results/{dataset}/svm/{solver}.zarr"),
+    log:
+        "logs/{dataset}/svm/{solver}.log",
+    benchmark:
+        "logs/{dataset}/svm/{solver}.benchmark.tsv"
+    params:
+        spec=svm_params,
+    threads: 1
+    resources:
+        mem_mb=svm_mem_mb,
+        runtime=120,
+        gpu=svm_gpu,
+    conda:
+        "../envs/svm.yaml"
+    script:
+        "../scripts/svm_solve.py"

@@ -1,0 +1,20 @@
+"""Rules fig_<name>: the stores of one dataset → results/{dataset}/figures/<name>.png and .pdf.
+
+Every figure rule runs this script; ``params.name`` picks the function of ntpgeom.figures.
+"""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from ntpgeom.figio import render_to  # noqa: E402
+from ntpgeom.store import script_main  # noqa: E402
+
+
+def main() -> None:
+    stores = {k: v for k, v in snakemake.input.items() if k != "code"}
+    render_to(snakemake.params.name, snakemake.wildcards.dataset, png=snakemake.output.png,
+              pdf=snakemake.output.pdf, **stores)
+
+
+script_main(main)

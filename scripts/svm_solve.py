@@ -1,0 +1,20 @@
+"""Rule svm_solve: results/{dataset}/table.zarr → results/{dataset}/svm/{solver}.zarr (L^mm)."""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+import torch  # noqa: E402
+
+from ntpgeom.store import script_main, write_store  # noqa: E402
+from ntpgeom.svm import load_table, solve  # noqa: E402
+
+
+def main() -> None:
+    torch.set_num_threads(snakemake.threads)
+    spec = snakemake.params.spec
+    ds = solve(load_table(snakemake.input.table), **spec["solve"], config=spec["config"])
+    write_store(ds, snakemake.output.svm)
+
+
+script_main(main)

@@ -1,0 +1,527 @@
+"""The paper's figures (paper §2.5, F1–F8) and the geometry diagnostics, one function each.
+
+Every function takes already-loaded data (a :class:`Bundle` of xarray datasets and the table)
+and returns a :class:`matplotlib.figure.Figure`; nothing here reads or writes files
+(:mod:`ntpgeom.figio` does). Each figure has one Snakemake rule, ``fig_<name>``, writing
+``results/{dataset}/figures/<name>.png`` and ``.pdf`` (``rules/figures.smk``), and a caption in
+``report/<name>.rst`` naming the stores and variables it plots.
+
+Colours follow the paper: a run's colour is fixed by its model and its place among the runs of
+that model (UFM gold, transformer dark orange, as the paper's "Synthetic" runs; a second dataset
+on the same axes gets the paper's TinyStories blues); predictions are black (L^mm, solid), purple
+(S̄, dashed) and grey (the raw support S, dotted).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ntpgeom.geometry import cosine_matrix
+
+log = logging.getLogger(__name__)
+
+#: Colour families per (dataset position, model): paper §2.5's gold/darkorange (Synthetic) and
+#: deepskyblue/steelblue (TinyStories); further runs of a model take the next shade.
+PALETTES = {
+    (0, "ufm"): ["gold", "goldenrod", "darkkhaki", "olive"],
+    (0, "transformer"): ["darkorange", "orangered", "chocolate", "saddlebrown"],
+    (1, "ufm"): ["deepskyblue", "dodgerblue", "lightseagreen", "teal"],
+    (1, "transformer"): ["steelblue", "navy", "slateblue", "midnightblue"],
+}
+TARGET_STYLE = {"S_bar": {"color": "purple", "ls": "--"}, "S": {"color": "grey", "ls": ":"}}
+SOLVER_STYLE = {"color": "black", "ls": "-"}
+MODEL_NAMES = {"ufm": "UFM", "transformer": "TF"}
+#: L^mm in matplotlib's mathtext.
+LMM = r"L$^\mathrm{mm}$"
+
+
+@dataclass
+class Run:
+    """One training run: its stores and how it is labelled."""
+
+    dataset: str
+    model: str
+    run: str
+    train: Any = None      # xarray.Dataset: results/{dataset}/train/{model}/{run}.zarr
+    geometry: Any = None   # xarray.Dataset: results/{dataset}/geometry/{model}/{run}.zarr
+    color: str = "black"
+
+    @property
+    def label(self) -> str:
+        return f"{MODEL_NAMES.get(self.model, self.model)} {self.run}"
+
+
+@dataclass
+class Bundle:
+    """Everything a figure of one dataset may plot (loaded by :func:`ntpgeom.figio.load_bundle`).
+
+    ``reference`` is ``reference.zarr``, ``svm`` maps solver names to ``svm/{solver}.zarr``,
+    ``table`` is the :class:`ntpgeom.table.Table`; any of them may be missing when the figure's
+    rule does not need it.
+    """
+
+    dataset: str
+    runs: list[Run] = field(default_factory=list)
+    reference: Any = None
+    svm: dict[str, Any] = field(default_factory=dict)
+    table: Any = None
+
+
+def assign_colors(runs: Sequence[Run]) -> None:
+    """Fix each run's colour from its dataset's position, its model and its place in that model."""
+    datasets = list(dict.fromkeys(r.dataset for r in runs))
+    seen: dict[tuple[int, str], int] = {}
+    for r in runs:
+        key = (min(datasets.index(r.dataset), 1), r.model)
+        shades = PALETTES.get(key, ["black", "dimgray", "grey", "darkgray"])
+        r.color = shades[seen.get(key, 0) % len(shades)]
+        seen[key] = seen.get(key, 0) + 1
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _new(nrows: int, ncols: int, size: tuple[float, float], **kw):
+    """A Figure not registered with pyplot (no global state, no GUI, nothing to close): the
+    Agg canvas is attached when it is saved."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    return fig, fig.subplots(nrows, ncols, squeeze=False, **kw)
+
+
+def _positive(y: np.ndarray) -> np.ndarray:
+    """NaN where y ≤ 0, so that log axes drop (rather than choke on) non-positive values."""
+    y = np.asarray(y, dtype=float)
+    return np.where(y > 0, y, np.nan)
+
+
+def _trace(run: Run, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(step + 1, series) from the dense ``trace_<name>`` of the training store, or from the
+    checkpoints' ``<name>`` when the store has no trace."""
+    ds = run.train
+    if f"trace_{name}" in ds:
+        return ds["trace_step"].values + 1.0, ds[f"trace_{name}"].values
+    return ds["step"].values + 1.0, ds[name].values
+
+
+def _solver(bundle: Bundle) -> str:
+    if not bundle.svm:
+        raise ValueError(f"{bundle.dataset}: no NTP-SVM solution (svm/*.zarr) to compare with")
+    return next(iter(bundle.svm))
+
+
+def _first(runs: Sequence[Run], model: str) -> Run | None:
+    return next((r for r in runs if r.model == model), None)
+
+
+def _step_axis(ax, label: str = "training step + 1") -> None:
+    ax.set_xscale("log")
+    ax.set_xlabel(label)
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def _heat(ax, M: np.ndarray, *, cmap: str, vmin: float, vmax: float, title: str, xlabel: str,
+          ylabel: str):
+    # Square similarity matrices keep square cells; V × m logit matrices fill the panel.
+    aspect = "equal" if M.shape[0] == M.shape[1] and cmap == "viridis" else "auto"
+    im = ax.imshow(M, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest", aspect=aspect)
+    from matplotlib.ticker import MaxNLocator
+
+    for axis in (ax.xaxis, ax.yaxis):  # rows and columns are indices: no 2.5
+        axis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    return im
+
+
+def _final(run: Run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(W (V×d), H (d×m), L (V×m)) at the run's last checkpoint."""
+    last = run.train.isel(step=-1).transpose("token", "dim", "context", ...)
+    return (last["W"].values.astype(float), last["H"].values.astype(float),
+            last["logits"].transpose("token", "context").values.astype(float))
+
+
+def _unit(M: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(M)
+    return M / norm if norm > 0 else M
+
+
+def _legend(fig, axes, **kw) -> None:
+    handles, labels = {}, []
+    for ax in np.ravel(axes):
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
+    if handles:
+        fig.legend([handles[k] for k in labels], labels, fontsize=8, **kw)
+
+
+# -- F1, F2, F3: convergence curves ------------------------------------------------------------
+def loss(runs: Sequence[Run]) -> Any:
+    """F1: CE_k − H against training step, log–log (Thm (i): CE → H)."""
+    fig, ax = _new(1, 1, (5.5, 4))
+    ax = ax[0, 0]
+    for r in runs:
+        x, y = _trace(r, "ce_minus_entropy")
+        ax.plot(x, _positive(y), color=r.color, label=f"{r.dataset}, {r.label}")
+    _step_axis(ax)
+    ax.set_yscale("log")
+    ax.set_ylabel("CE − H  (nats)")
+    ax.set_title("F1  Loss convergence: CE − H → 0")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def norms(runs: Sequence[Run]) -> Any:
+    """F2: ‖W_k‖_F (dashed) and ‖H_k‖_F (solid) against training step, log–log (norms diverge)."""
+    fig, ax = _new(1, 1, (5.5, 4))
+    ax = ax[0, 0]
+    for r in runs:
+        x, w = _trace(r, "norm_W")
+        _, h = _trace(r, "norm_H")
+        ax.plot(x, h, color=r.color, ls="-", label=f"{r.dataset}, {r.label}: ‖H‖")
+        ax.plot(x, w, color=r.color, ls="--", label=f"{r.dataset}, {r.label}: ‖W‖")
+    _step_axis(ax)
+    ax.set_yscale("log")
+    ax.set_ylabel("Frobenius norm (parameter units)")
+    ax.set_title("F2  Norm growth: ‖H‖ solid, ‖W‖ dashed")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def in_support(runs: Sequence[Run]) -> Any:
+    """F3: ‖P_F(L_k) − L*‖_F (log–log) and ‖L_k − L*‖_F/‖L_k‖_F (Thm (ii))."""
+    fig, axes = _new(1, 2, (10, 4))
+    for r in runs:
+        g = r.geometry
+        x = g["step"].values + 1.0
+        axes[0, 0].plot(x, _positive(g["in_support_error"].values), color=r.color, marker=".",
+                        label=f"{r.dataset}, {r.label}")
+        axes[0, 1].plot(x, g["relative_offset"].values, color=r.color, marker=".")
+    for ax in axes[0]:
+        _step_axis(ax)
+    axes[0, 0].set_yscale("log")
+    axes[0, 0].set_ylabel("‖P_F(L_k) − L*‖_F  (logit units)")
+    axes[0, 0].set_title("F3  In-support part converges to L*")
+    axes[0, 1].set_ylabel("‖L_k − L*‖_F / ‖L_k‖_F  (ratio)")
+    axes[0, 1].set_title("…while the orthogonal part dominates (→ 1)")
+    axes[0, 1].axhline(1.0, color="grey", lw=0.8, ls=":")
+    axes[0, 0].legend(fontsize=8)
+    return fig
+
+
+# -- F4, F5, F6, F8: heatmaps ------------------------------------------------------------------
+def _prediction_factors(bundle: Bundle) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """[(title, W, H, L)] for L^mm (the first solver) and S̄, in (V×r, r×m, V×m) layout."""
+    solver = _solver(bundle)
+    mm = bundle.svm[solver].transpose("token", "rank", "context", ...)
+    ref = bundle.reference.transpose("token", "rank", "context", ...)
+    return [(f"{LMM} ({solver})", mm["W_mm"].values, mm["H_mm"].values, mm["L_mm"].values),
+            ("S̄ (centered support)", ref["W_bar"].values, ref["H_bar"].values,
+             ref["S_bar"].values)]
+
+
+def geometry_grid(bundle: Bundle) -> Any:
+    """F4: the 3×4 grid. Rows cos(H), cos(W), logits; columns TF, UFM, L^mm, S̄ (final step)."""
+    columns: list[tuple[str, Any]] = []
+    for model in ("transformer", "ufm"):
+        r = _first(bundle.runs, model)
+        columns.append((f"{MODEL_NAMES[model]} {r.run}" if r else f"{MODEL_NAMES[model]}: no run",
+                        _final(r) if r else None))
+    for title, W, H, L in _prediction_factors(bundle):
+        columns.append((title, (W, H, L)))
+    fig, axes = _new(3, 4, (15, 10.5))
+    for c, (title, mats) in enumerate(columns):
+        if mats is None:
+            for row in range(3):
+                axes[row, c].axis("off")
+            axes[0, c].set_title(title, fontsize=9)
+            continue
+        W, H, L = mats
+        im_cos = _heat(axes[0, c], cosine_matrix(H.T), cmap="viridis", vmin=-1, vmax=1,
+                       title=f"{title}\ncos(h_i, h_j)", xlabel="context j", ylabel="context i")
+        _heat(axes[1, c], cosine_matrix(W), cmap="viridis", vmin=-1, vmax=1,
+              title="cos(w_z, w_z')", xlabel="token z'", ylabel="token z")
+        lim = float(np.abs(L).max()) or 1.0
+        im = _heat(axes[2, c], L, cmap="coolwarm", vmin=-lim, vmax=lim, title="logits L",
+                   xlabel="context j", ylabel="token z")
+        fig.colorbar(im, ax=axes[2, c], label="logit", shrink=0.85)
+    fig.colorbar(im_cos, ax=axes[:2, :].ravel().tolist(), label="cosine similarity",
+                 shrink=0.6)
+    fig.suptitle(f"F4  {bundle.dataset}: trained geometry (final step) vs the NTP-SVM "
+                 "prediction")
+    return fig
+
+
+def logits(bundle: Bundle) -> Any:
+    """F5: S, L^mm/‖L^mm‖_F, S̄/‖S̄‖_F, UFM L/‖L‖_F, TF L/‖L‖_F (final step), tokens × contexts."""
+    S = bundle.table.S().astype(float)
+    panels = [("support S", S, "Greys", 0.0, 1.0)]
+    for title, _, _, L in _prediction_factors(bundle):
+        panels.append((f"{title} / ‖·‖_F", _unit(L), "coolwarm", None, None))
+    for model in ("ufm", "transformer"):
+        r = _first(bundle.runs, model)
+        if r is not None:
+            panels.append((f"{r.label}, final / ‖·‖_F", _unit(_final(r)[2]), "coolwarm", None,
+                           None))
+    lim = max(float(np.abs(M).max()) for _, M, cmap, _, _ in panels if cmap == "coolwarm")
+    fig, axes = _new(1, len(panels), (3.4 * len(panels), 4.2))
+    for ax, (title, M, cmap, vmin, vmax) in zip(axes[0], panels, strict=True):
+        lo, hi = (vmin, vmax) if vmin is not None else (-lim, lim)
+        im = _heat(ax, M, cmap=cmap, vmin=lo, vmax=hi, title=title, xlabel="context j",
+                   ylabel="token z")
+        if cmap == "Greys":
+            fig.colorbar(im, ax=ax, label="z ∈ S_j", shrink=0.8, ticks=[0, 1])
+    fig.colorbar(im, ax=axes[0, 1:].tolist(), label="logit / ‖L‖_F (shared scale)", shrink=0.8)
+    fig.suptitle(f"F5  {bundle.dataset}: logit matrices, each normalized to unit Frobenius norm")
+    return fig
+
+
+def similarity_labelled(bundle: Bundle) -> Any:
+    """F6: cos(W) over tokens and cos(H) over contexts, with the token/context strings as ticks."""
+    r = _first(bundle.runs, "ufm") or bundle.runs[0]
+    W, H, _ = _final(r)
+    tokens, contexts = bundle.table.tokens, bundle.table.contexts
+    longest = max(len(s) for s in [*tokens, *contexts])
+    # Room below for the rotated context strings (about 0.09 inch per character at 8 pt).
+    fig, axes = _new(1, 2, (16, 7 + 0.09 * longest))
+    for ax, M, labels, what in ((axes[0, 0], cosine_matrix(W), tokens, "tokens (rows of W)"),
+                                (axes[0, 1], cosine_matrix(H.T), contexts,
+                                 "contexts (columns of H)")):
+        im = ax.imshow(M, cmap="viridis", vmin=-1, vmax=1, interpolation="nearest")
+        size = float(np.clip(500 / max(len(labels), 1), 2, 8))
+        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=size)
+        ax.set_yticks(range(len(labels)), labels, fontsize=size)
+        ax.set_title(f"cosine similarity of {what}", fontsize=10)
+    fig.colorbar(im, ax=axes[0].tolist(), label="cosine similarity", shrink=0.7)
+    fig.suptitle(f"F6  {bundle.dataset}, {r.label} at step {int(r.train['step'][-1])}: "
+                 "labelled similarity maps")
+    return fig
+
+
+def evolution(bundle: Bundle) -> Any:
+    """F8: cos(H), cos(W) and L/‖L‖_F of the first UFM run at init, ~10, ~100, last, and L^mm."""
+    r = _first(bundle.runs, "ufm") or bundle.runs[0]
+    steps = r.train["step"].values
+    picks = [0]
+    for wanted in (10, 100):
+        i = int(np.argmin(np.abs(np.log1p(steps) - np.log1p(wanted))))
+        picks.append(i)
+    picks.append(len(steps) - 1)
+    picks = list(dict.fromkeys(picks))
+    cols = []
+    for i in picks:
+        ck = r.train.isel(step=i).transpose("token", "dim", "context", ...)
+        cols.append((f"step {int(steps[i])}", ck["W"].values.astype(float),
+                     ck["H"].values.astype(float),
+                     ck["logits"].transpose("token", "context").values.astype(float)))
+    title, W, H, L = _prediction_factors(bundle)[0]
+    cols.append((f"limit: {title}", W, H, L))
+    fig, axes = _new(3, len(cols), (3.3 * len(cols), 9.5))
+    lim = max(float(np.abs(_unit(L)).max()) for _, _, _, L in cols)
+    for c, (name, W, H, L) in enumerate(cols):
+        im_cos = _heat(axes[0, c], cosine_matrix(H.T), cmap="viridis", vmin=-1, vmax=1,
+                       title=f"{name}\ncos(h_i, h_j)", xlabel="context j", ylabel="context i")
+        _heat(axes[1, c], cosine_matrix(W), cmap="viridis", vmin=-1, vmax=1,
+              title="cos(w_z, w_z')", xlabel="token z'", ylabel="token z")
+        im = _heat(axes[2, c], _unit(L), cmap="coolwarm", vmin=-lim, vmax=lim,
+                   title="L / ‖L‖_F", xlabel="context j", ylabel="token z")
+    fig.colorbar(im_cos, ax=axes[:2, :].ravel().tolist(), label="cosine similarity", shrink=0.6)
+    fig.colorbar(im, ax=axes[2, :].tolist(), label="logit / ‖L‖_F", shrink=0.8)
+    fig.suptitle(f"F8  {bundle.dataset}, {r.label}: geometry over training and its limit")
+    return fig
+
+
+# -- F7 and the direction distances: comparisons over training ---------------------------------
+def _target_style(target: str, solver: str) -> dict:
+    return {"ls": "-"} if target == solver else {"ls": TARGET_STYLE[target]["ls"]}
+
+
+def structural_correlation(bundle: Bundle) -> Any:
+    """F7: structural correlation of cos(H_k), cos(W_k) with L^mm's, S̄'s and S's, over training."""
+    solver = _solver(bundle)
+    targets = [(solver, f"{LMM} ({solver}) factors"), ("S_bar", "S̄ factors"),
+               ("S", "support S (cos(S,S), cos(Sᵀ,Sᵀ))")]
+    fig, axes = _new(2, 3, (14, 7.5), sharey=True)
+    for c, (target, title) in enumerate(targets):
+        for row, what in enumerate(("H", "W")):
+            ax = axes[row, c]
+            for r in bundle.runs:
+                g = r.geometry
+                ax.plot(g["step"].values + 1.0, g[f"corr_cos_{what}"].sel(target=target).values,
+                        color=r.color, marker=".", label=r.label)
+            _step_axis(ax)
+            ax.set_ylim(-0.2, 1.05)
+            ax.set_title(f"cos({what}_k) vs {title}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel("structural correlation (SSIM-s ≈ Pearson)")
+    _legend(fig, axes, loc="outside lower center", ncol=max(len(bundle.runs), 1))
+    fig.suptitle(f"F7  {bundle.dataset}: does the trained geometry approach the prediction?")
+    return fig
+
+
+def direction_distance(bundle: Bundle) -> Any:
+    """Normalized distances ‖A_k/‖A_k‖ − B/‖B‖‖_F of L_k, P_F⊥(L_k), W Wᵀ, Hᵀ H to L^mm and S̄."""
+    solvers = list(bundle.svm)
+    panels = [("dist_L", "L_k"), ("dist_L_perp", "P_F⊥(L_k)"), ("dist_gram_W", "W_k W_kᵀ"),
+              ("dist_gram_H", "H_kᵀ H_k")]
+    fig, axes = _new(2, 2, (11, 8), sharey=True)
+    for ax, (var, what) in zip(axes.ravel(), panels, strict=True):
+        for r in bundle.runs:
+            g = r.geometry
+            x = g["step"].values + 1.0
+            for t in solvers + ["S_bar"]:
+                style = {"ls": "-"} if t in solvers else {"ls": "--"}
+                name = f"{LMM} ({t})" if t in solvers else "S̄"
+                ax.plot(x, g[var].sel(target=t).values, color=r.color, lw=1.2, **style,
+                        label=f"{r.label} → {name}")
+        _step_axis(ax)
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{what}: normalized distance", fontsize=10)
+        ax.set_ylabel("‖A/‖A‖ − B/‖B‖‖_F  (0 = same direction)")
+    _legend(fig, axes, loc="outside lower center", ncol=2)
+    fig.suptitle(f"{bundle.dataset}: direction distance to {LMM} (solid) and to S̄ (dashed)")
+    return fig
+
+
+def spectra(bundle: Bundle) -> Any:
+    """Singular spectra σ_i/‖·‖_F: final L_k of every run vs L^mm and S̄; and their growth."""
+    solver = _solver(bundle)
+    fig, axes = _new(1, 2, (12, 4.5))
+    ax = axes[0, 0]
+    for t, style, name in ((solver, SOLVER_STYLE, f"{LMM} ({solver})"),
+                           ("S_bar", {**TARGET_STYLE["S_bar"]}, "S̄")):
+        g0 = bundle.runs[0].geometry
+        sv = g0["target_singular_values"].sel(target=t).values
+        ax.plot(np.arange(1, sv.size + 1), _positive(sv / np.linalg.norm(sv)), marker="o", ms=3,
+                label=name, **style)
+    for r in bundle.runs:
+        sv = r.geometry["singular_values_L"].isel(step=-1).values
+        ax.plot(np.arange(1, sv.size + 1), _positive(sv / np.linalg.norm(sv)), color=r.color,
+                marker=".", label=f"{r.label}, final")
+    ax.set_yscale("log")
+    # Below 1e-4 of the norm are solver round-off (L^mm's exact zeros come out as ~1e-10).
+    ax.set_ylim(bottom=1e-4)
+    ax.set_xlabel("index i")
+    ax.set_ylabel("σ_i / ‖L‖_F")
+    ax.set_title("singular spectrum, normalized (values < 1e-4 clipped)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    ax = axes[0, 1]
+    r = _first(bundle.runs, "ufm") or bundle.runs[0]
+    g = r.geometry
+    sv = g["singular_values_L"].values
+    target = g["target_singular_values"].sel(target=solver).values
+    rank = int(np.sum(target > 1e-6 * target[0]))
+    top = min(rank, 6)
+    from matplotlib import colormaps
+
+    shades = colormaps["viridis"](np.linspace(0, 0.9, top))
+    for i in range(top):
+        ax.plot(g["step"].values + 1.0, sv[:, i] / np.linalg.norm(sv, axis=1), color=shades[i],
+                marker=".", label=f"σ_{i + 1}")
+        ax.axhline(target[i] / np.linalg.norm(target), color=shades[i], ls="--", lw=0.8)
+    _step_axis(ax)
+    ax.set_ylabel("σ_i(L_k) / ‖L_k‖_F")
+    ax.set_title(f"{r.label}: top singular values over training\n(dashed: the same for {LMM})",
+                 fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    fig.suptitle(f"{bundle.dataset}: singular spectra, trained vs {LMM}")
+    return fig
+
+
+def representation(bundle: Bundle) -> Any:
+    """Linear CKA, RSA and k-NN overlap of trained H and W with L^mm's factors, over training."""
+    solver = _solver(bundle)
+    metrics = [("cka", "linear CKA"), ("rsa", "RSA (Spearman of cosine RDMs)"),
+               ("knn", "k-NN overlap")]
+    fig, axes = _new(2, 3, (14, 7.5), sharey=True)
+    for c, (key, title) in enumerate(metrics):
+        for row, what in enumerate(("H", "W")):
+            ax = axes[row, c]
+            for r in bundle.runs:
+                g = r.geometry
+                x = g["step"].values + 1.0
+                ax.plot(x, g[f"{key}_{what}"].sel(target=solver).values, color=r.color,
+                        marker=".", label=f"{r.label} vs {LMM}")
+                ax.plot(x, g[f"{key}_{what}"].sel(target="S_bar").values, color=r.color,
+                        ls="--", label=f"{r.label} vs S̄")
+            _step_axis(ax)
+            ax.set_ylim(-0.2, 1.05)
+            knn = f", k = {bundle.runs[0].geometry.attrs.get('knn_k')}" if key == "knn" else ""
+            ax.set_title(f"{title}{knn}: {'contexts H' if what == 'H' else 'words W'}",
+                         fontsize=9)
+            if c == 0:
+                ax.set_ylabel("similarity (1 = identical)")
+    _legend(fig, axes, loc="outside lower center", ncol=4)
+    fig.suptitle(f"{bundle.dataset}: representation similarity to {LMM} ({solver}) factors "
+                 "(solid) and S̄ factors (dashed)")
+    return fig
+
+
+def intrinsic(bundle: Bundle) -> Any:
+    """TwoNN intrinsic dimension of W and H, and subspace collapse of H, over training."""
+    solver = _solver(bundle)
+    fig, axes = _new(1, 3, (15, 4.2))
+    panels = [("twonn_W", "target_twonn_W", "TwoNN dimension of words (rows of W)",
+               "intrinsic dimension"),
+              ("twonn_H", "target_twonn_H", "TwoNN dimension of contexts (columns of H)",
+               "intrinsic dimension"),
+              ("collapse_H", "target_collapse_H",
+               "subspace collapse: within-support spread of ĥ_j", "within / total scatter")]
+    for ax, (var, tvar, title, ylabel) in zip(axes[0], panels, strict=True):
+        for r in bundle.runs:
+            g = r.geometry
+            ax.plot(g["step"].values + 1.0, g[var].values, color=r.color, marker=".",
+                    label=r.label)
+        g0 = bundle.runs[0].geometry
+        for t, style, name in ((solver, SOLVER_STYLE, f"{LMM} ({solver})"),
+                               ("S_bar", TARGET_STYLE["S_bar"], "S̄")):
+            value = float(g0[tvar].sel(target=t))
+            if np.isfinite(value):
+                ax.axhline(value, color=style["color"], ls=style["ls"], lw=1, label=name)
+        _step_axis(ax)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+    axes[0, 2].legend(fontsize=8)
+    fig.suptitle(f"{bundle.dataset}: intrinsic dimension and subspace collapse")
+    return fig
+
+
+#: name → (function of a Bundle, which stores it needs). The rule ``fig_<name>`` declares exactly
+#: these inputs; ``train``/``geometry`` are per run.
+FIGURES: dict[str, tuple[Callable[[Bundle], Any], tuple[str, ...]]] = {
+    "loss": (lambda b: loss(b.runs), ("train",)),
+    "norms": (lambda b: norms(b.runs), ("train",)),
+    "in_support": (lambda b: in_support(b.runs), ("geometry",)),
+    "geometry_grid": (geometry_grid, ("train", "reference", "svm")),
+    "logits": (logits, ("train", "reference", "svm", "table")),
+    "similarity_labelled": (similarity_labelled, ("train", "table")),
+    "structural_correlation": (structural_correlation, ("geometry", "svm")),
+    "evolution": (evolution, ("train", "reference", "svm")),
+    "direction_distance": (direction_distance, ("geometry", "svm")),
+    "spectra": (spectra, ("geometry", "svm")),
+    "representation": (representation, ("geometry", "svm")),
+    "intrinsic": (intrinsic, ("geometry", "svm")),
+}
+
+
+def render(name: str, bundle: Bundle) -> Any:
+    """Draw figure ``name`` of :data:`FIGURES` from a bundle (colours assigned first)."""
+    if name not in FIGURES:
+        raise ValueError(f"unknown figure {name!r}; choose from {', '.join(FIGURES)}")
+    if not bundle.runs:
+        from ntpgeom.errors import UserError
+
+        raise UserError(f"figure {name}: dataset {bundle.dataset} has no training runs")
+    assign_colors(bundle.runs)
+    return FIGURES[name][0](bundle)
+

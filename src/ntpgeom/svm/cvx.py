@@ -1,0 +1,266 @@
+"""The NTP-SVM through cvxpy on its SDP embedding, with SCS or MOSEK (``docs/paper.md`` §5).
+
+``cp.normNuc(L)`` compiles to the embedding min ½(tr A + tr B) s.t. [[A, L], [Lᵀ, B]] ⪰ 0: one PSD
+cone of order V + m, whose (V+m)(V+m+1)/2 unknowns make the memory grow fast. The constraints are
+the paper code's anchor form (§1.5; anchor a_j = the lowest support token), vectorised into one
+equality and one inequality constraint.
+
+Traps handled here (``docs/ecosystem.md`` §3): the solver is always passed explicitly; MOSEK is used
+only after a probe solve proves a licence (an unlicensed MOSEK raises ``mosek.Error``, not a
+``cvxpy.SolverError``); ``MOSEKLM_LICENSE_FILE`` is read when cvxpy is first imported, so it must be
+in the process environment; SCS runs with ``linear_solver="qdldl"`` (MKL Pardiso's results depend
+on the thread count) and ``warm_start=False``. Clarabel is not offered: it needs GBs at PSD order
+~120 and aborts the process beyond.
+
+The returned L is projected onto the constraint set (the solver's own iterate violates it by about
+its tolerance; the violation is kept in ``raw_max_violation``), and certified with the multipliers
+of the linear constraints as dual guess (:func:`ntpgeom.svm.admm.certified_gap`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ntpgeom.errors import UserError
+
+log = logging.getLogger(__name__)
+
+#: What a missing MOSEK licence tells the user.
+MOSEK_LICENCE_HINT = (
+    "put a licence file at ~/mosek/mosek.lic or point MOSEKLM_LICENSE_FILE at one in the "
+    "environment that starts the job (it is read when cvxpy is imported; free academic "
+    "licences: https://www.mosek.com/products/academic-licenses/), or use solver auto, scs or "
+    "admm")
+
+
+@dataclass
+class CvxResult:
+    """What :func:`solve_cvx` returns (see :class:`ntpgeom.svm.admm.AdmmResult` for the shared
+    fields)."""
+
+    L: np.ndarray
+    nuclear_norm: float
+    lower_bound: float
+    gap: float
+    status: str
+    solver: str
+    seconds: float
+    compile_seconds: float
+    raw_max_violation: float
+    iterations: int | None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+# --- memory --------------------------------------------------------------------------------------
+
+def estimate_memory_mb(V: int, m: int, solver: str) -> float:  # noqa: N803
+    """A rough peak-memory estimate (MB) of the cvxpy solve of a V × m problem.
+
+    SCS: fitted to ``baselines.md`` (r104x400: 0.47 GB, r200x1000: 2.0 GB at 127k and 720k PSD
+    unknowns): ~150 MB of interpreter and libraries plus ~2.6 kB per unknown of the PSD block
+    (cvxpy's compiled matrices, SCS's KKT factorisation, and their copies).
+    MOSEK: an interior-point method factorises a dense Schur complement of the ~mV linear
+    constraints, 8(mV)² bytes, on top of the same compiled problem. This is an order of magnitude,
+    not a measurement (no licence was available), and errs high.
+    """
+    n_psd = (V + m) * (V + m + 1) / 2
+    base = 150.0 + 2.6e-3 * n_psd
+    if solver == "mosek":
+        return base + 8.0 * (V * m) ** 2 / 2**20
+    return base
+
+
+def available_memory_mb() -> float:
+    """The memory this process may still use: ``MemAvailable`` from /proc/meminfo (Linux), else
+    the physical memory."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+
+
+# --- MOSEK licence -------------------------------------------------------------------------------
+
+@functools.cache
+def mosek_status() -> tuple[bool, str]:
+    """Whether MOSEK can solve here, and why not: a 2 × 2 nuclear-norm probe through cvxpy.
+
+    ``cp.installed_solvers()`` lists MOSEK whenever the package imports, licence or not, so only a
+    solve tells. Cached per process (the licence path is fixed at import anyway).
+    """
+    import cvxpy as cp
+
+    if "MOSEK" not in cp.installed_solvers():
+        return False, "the mosek package is not installed (pip install mosek)"
+    X = cp.Variable((2, 2))
+    try:
+        cp.Problem(cp.Minimize(cp.normNuc(X)), [X[0, 0] >= 1]).solve(solver=cp.MOSEK,
+                                                                       warm_start=False)
+    except Exception as err:  # mosek.Error is not a cvxpy.SolverError: catch it all
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return False, first
+    return True, ""
+
+
+def resolve_solver(solver: str) -> str:
+    """``auto`` → ``mosek`` when licensed, else ``scs`` (with a log line); ``mosek`` unlicensed is
+    a :class:`UserError` that says how to install a licence."""
+    if solver == "auto":
+        ok, why = mosek_status()
+        if ok:
+            return "mosek"
+        log.info("svm: solver auto: MOSEK unavailable (%s); falling back to SCS", why)
+        return "scs"
+    if solver == "mosek":
+        ok, why = mosek_status()
+        if not ok:
+            raise UserError(f"svm solver mosek: MOSEK cannot solve here ({why}); "
+                            f"{MOSEK_LICENCE_HINT}")
+    return solver
+
+
+# --- the solve -----------------------------------------------------------------------------------
+
+def anchor_constraints(S: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Flat column-major indices of the anchor form: L[eq] = L[eq_anchor] (z ∈ S_j, z ≠ a_j) and
+    L[out_anchor] − L[out] ≥ 1 (v ∉ S_j), with a_j the lowest-index support token (the paper's
+    code)."""
+    V, _ = S.shape
+    anchor = np.argmax(S, axis=0)
+    z, j = np.nonzero(S)
+    keep = z != anchor[j]
+    eq, eq_anchor = z[keep] + V * j[keep], anchor[j[keep]] + V * j[keep]
+    v, jo = np.nonzero(~S)
+    return eq, eq_anchor, v + V * jo, anchor[jo] + V * jo
+
+
+def solve_cvx(support: np.ndarray, *, solver: str = "scs", eps: float = 1e-8,
+              max_iters: int = 100_000, time_limit: float | None = None,
+              memory_limit_mb: float | None = None, verbose: bool = False) -> CvxResult:
+    """Solve the NTP-SVM with cvxpy and SCS or MOSEK; refuse problems that would not fit memory.
+
+    Parameters
+    ----------
+    support : bool ndarray (V, m)
+    solver : {"scs", "mosek", "auto"}
+    eps : float
+        SCS ``eps_abs = eps_rel``; MOSEK's relative gap and feasibility tolerances.
+    max_iters : int
+        SCS's iteration cap.
+    time_limit : float or None
+        Seconds (SCS ``time_limit_secs``, MOSEK ``MSK_DPAR_OPTIMIZER_MAX_TIME``); a solve cut short
+        reports status ``optimal_inaccurate`` with its certified gap.
+    memory_limit_mb : float or None
+        Refuse when :func:`estimate_memory_mb` exceeds it; default the available memory.
+    verbose : bool
+        The solver's own log on stdout.
+
+    Raises
+    ------
+    UserError
+        Unlicensed MOSEK, a problem too large for memory, or a solve that returns no solution.
+    """
+    import cvxpy as cp
+
+    from ntpgeom.reference import constraint_violation
+    from ntpgeom.svm.admm import certified_gap, project_feasible
+
+    S = np.asarray(support, dtype=bool)
+    V, m = S.shape
+    name = resolve_solver(solver)
+    need = estimate_memory_mb(V, m, name)
+    limit = available_memory_mb() if memory_limit_mb is None else memory_limit_mb
+    if need > limit:
+        raise UserError(f"svm solver {name}: V={V}, m={m} (PSD order {V + m}) needs about "
+                        f"{need / 1024:.1f} GB, more than the {limit / 1024:.1f} GB available; "
+                        "use solver admm (memory O(mV)) for problems this size")
+    log.info("svm: cvxpy %s on V=%d, m=%d (PSD order %d, estimated %.0f MB)", name, V, m, V + m,
+             need)
+    t0 = time.perf_counter()
+    L = cp.Variable((V, m))
+    flat = cp.vec(L, order="F")
+    eq, eq_anchor, out, out_anchor = anchor_constraints(S)
+    constraints = []
+    if eq.size:
+        constraints.append(flat[eq] == flat[eq_anchor])
+    constraints.append(flat[out_anchor] - flat[out] >= 1)
+    problem = cp.Problem(cp.Minimize(cp.normNuc(L)), constraints)
+    if name == "scs":
+        options: dict[str, Any] = {"eps_abs": eps, "eps_rel": eps, "max_iters": max_iters,
+                                   "linear_solver": "qdldl"}
+        if time_limit is not None:
+            options["time_limit_secs"] = float(time_limit)
+        solver_arg = cp.SCS
+    else:
+        options = {"mosek_params": {"MSK_DPAR_INTPNT_CO_TOL_REL_GAP": eps,
+                                    "MSK_DPAR_INTPNT_CO_TOL_PFEAS": eps,
+                                    "MSK_DPAR_INTPNT_CO_TOL_DFEAS": eps}}
+        if time_limit is not None:
+            options["mosek_params"]["MSK_DPAR_OPTIMIZER_MAX_TIME"] = float(time_limit)
+        solver_arg = cp.MOSEK
+    try:
+        problem.solve(solver=solver_arg, warm_start=False, verbose=verbose, **options)
+    except cp.error.SolverError as err:
+        raise UserError(f"svm solver {name} failed: {str(err).splitlines()[0]}; try solver "
+                        "admm") from err
+    except Exception as err:
+        if type(err).__module__.split(".")[0] == "mosek":
+            raise UserError(f"svm solver mosek: {str(err).splitlines()[0]}; "
+                            f"{MOSEK_LICENCE_HINT}") from err
+        raise
+    wall = time.perf_counter() - t0
+    stats = problem.solver_stats
+    solve_time = stats.solve_time if stats and stats.solve_time is not None else wall
+    if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or L.value is None:
+        raise UserError(f"svm solver {name}: no solution (status {problem.status}); try solver "
+                        "admm")
+    if problem.status == cp.OPTIMAL_INACCURATE:
+        log.warning("svm: %s reports optimal_inaccurate; see the certified gap", name)
+    raw = np.asarray(L.value, dtype=float)
+    raw_violation = max(constraint_violation(raw, S))
+    X = project_feasible(raw, S)
+    Y = np.zeros(V * m)
+    if eq.size:
+        nu = np.asarray(constraints[0].dual_value, dtype=float).reshape(-1)
+        np.add.at(Y, eq, nu)
+        np.add.at(Y, eq_anchor, -nu)
+    mu = np.asarray(constraints[-1].dual_value, dtype=float).reshape(-1)
+    np.add.at(Y, out, mu)
+    np.add.at(Y, out_anchor, -mu)
+    upper, lower, gap = certified_gap(X, Y.reshape((V, m), order="F"), S)
+    log.info("svm: %s %s in %.1f s (solve %.1f s): ‖L‖_* = %.10g, raw violation %.1e, "
+             "certified gap %.2e", name, problem.status, wall, solve_time, upper, raw_violation,
+             gap)
+    return CvxResult(L=X, nuclear_norm=upper, lower_bound=lower, gap=gap, status=problem.status,
+                     solver=name, seconds=wall, compile_seconds=max(wall - solve_time, 0.0),
+                     raw_max_violation=raw_violation,
+                     iterations=getattr(stats, "num_iters", None) if stats else None,
+                     options={"eps": eps, "max_iters": max_iters, "time_limit": time_limit,
+                              **({"linear_solver": "qdldl"} if name == "scs" else {}),
+                              "cvxpy_version": cp.__version__,
+                              "solver_version": _solver_version(name)})
+
+
+def _solver_version(name: str) -> str:
+    try:
+        if name == "scs":
+            import scs
+
+            return str(scs.__version__)
+        import mosek
+
+        return ".".join(map(str, mosek.Env.getversion()))
+    except Exception:  # a version string is provenance, never worth failing a solve
+        return "unknown"
+

@@ -1,0 +1,179 @@
+"""Stores in the shape the solver and training stages write (docs/artifacts.md), made in tests.
+
+- the table and ``reference.zarr`` come from the package (``Table.save``, ``reference_dataset``);
+- ``svm/{solver}.zarr`` holds L^mm solved here with cvxpy + SCS (or S̄ for k-subset tables,
+  where it is the exact solution, paper §1.7), factored with ``reference.factorize``;
+- ``train/{model}/{run}.zarr`` is a real trajectory of the NTP-UFM (W H, full-batch Adam on the
+  distinct-context loss, float64), checkpointed at log-spaced steps with dense ``trace_*``
+  series. The "transformer" fixture is a second UFM run (another width and seed) under that
+  model name: the geometry stage only reads W, H and the logits, whatever produced them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ntpgeom.reference import centered_support, factorize, nuclear_norm, reference_dataset
+from ntpgeom.store import write_store
+from ntpgeom.table import Table
+
+
+def solve_mm(S: np.ndarray, eps: float = 1e-9) -> np.ndarray:
+    """L^mm = argmin ‖L‖_* s.t. L constant on each support and ≥ 1 above every other entry."""
+    import cvxpy as cp
+
+    V, m = S.shape
+    L, t = cp.Variable((V, m)), cp.Variable(m)
+    cons = []
+    for j in range(m):
+        inside, outside = np.flatnonzero(S[:, j]), np.flatnonzero(~S[:, j])
+        cons.append(L[inside, j] == t[j])
+        if outside.size:
+            cons.append(L[outside, j] <= t[j] - 1)
+    cp.Problem(cp.Minimize(cp.normNuc(L)), cons).solve(solver="SCS", eps_abs=eps, eps_rel=eps,
+                                                       max_iters=200_000)
+    return np.asarray(L.value)
+
+
+def svm_dataset(table: Table, L_mm: np.ndarray, solver: str) -> xr.Dataset:
+    W, H, sigma = factorize(L_mm)
+    coords = {"token": np.array(table.tokens, dtype=object),
+              "context": np.array(table.contexts, dtype=object)}
+    return xr.Dataset(
+        {"L_mm": (("token", "context"), L_mm), "W_mm": (("token", "rank"), W),
+         "H_mm": (("rank", "context"), H), "singular_values": ("rank", sigma)},
+        coords=coords,
+        attrs={"solver": solver, "status": "optimal", "nuclear_norm": nuclear_norm(L_mm),
+               "rank": len(sigma)})
+
+
+def checkpoints(steps: int) -> list[int]:
+    """0, then about 4 log-spaced steps per decade, then the last step."""
+    grid = np.unique(np.round(np.logspace(0, np.log10(steps), 4 * int(np.log10(steps)) + 1)))
+    return sorted({0, *map(int, grid), steps})
+
+
+def train_ufm(table: Table, *, model: str = "ufm", d: int = 16, steps: int = 2000,
+              lr: float = 0.05, seed: int = 0) -> xr.Dataset:
+    """Full-batch Adam on CE(W H) = −Σ_j π_j Σ_z P_zj log softmax(W h_j)_z, as a training store.
+
+    NumPy with the closed-form gradient ∂CE/∂L = (softmax(L) − P) diag(π), ∂W = G Hᵀ, ∂H = Wᵀ G
+    (torch's per-call overhead made these 10 × 14 problems 20× slower). The step size halves at
+    1/2 and 3/4 of the run, as the paper's MultiStepLR schedule decays it.
+    """
+    from ntpgeom.geometry import cross_entropy, log_softmax
+
+    rng = np.random.default_rng(seed)
+    P, pi = table.P(), table.pi
+    params = [rng.standard_normal((table.V, d)) / d**0.5,
+              rng.standard_normal((d, table.m)) / d**0.5]
+    moments = [[np.zeros_like(x), np.zeros_like(x)] for x in params]
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    keep = set(checkpoints(steps))
+    trace: dict[str, list[float]] = {k: [] for k in ("loss", "norm_W", "norm_H")}
+    snaps: dict[str, list] = {"W": [], "H": [], "logits": [], "loss": []}
+    for step in range(steps + 1):
+        W, H = params
+        L = W @ H                                              # (V, d) @ (d, m) -> (V, m)
+        loss = cross_entropy(L, P, pi)
+        trace["loss"].append(loss)
+        trace["norm_W"].append(float(np.linalg.norm(W)))
+        trace["norm_H"].append(float(np.linalg.norm(H)))
+        if step in keep:
+            snaps["W"].append(W.copy())
+            snaps["H"].append(H.copy())
+            snaps["logits"].append(L)
+            snaps["loss"].append(loss)
+        if step == steps:
+            break
+        G = (np.exp(log_softmax(L)) - P) * pi                 # ∂CE/∂L, (V, m)
+        rate = lr * 0.5 ** ((step >= steps // 2) + (step >= 3 * steps // 4))
+        for x, grad, (m1, m2) in zip(params, (G @ H.T, W.T @ G), moments, strict=True):
+            m1 += (1 - b1) * (grad - m1)
+            m2 += (1 - b2) * (grad**2 - m2)
+            x -= rate * (m1 / (1 - b1 ** (step + 1))) / (np.sqrt(m2 / (1 - b2 ** (step + 1))) + eps)
+    H_ent = table.entropy
+    ckpt = sorted(keep)
+    loss_c = np.array(snaps["loss"])
+    return xr.Dataset(
+        {"loss": ("step", loss_c), "ce_minus_entropy": ("step", loss_c - H_ent),
+         "norm_W": ("step", np.linalg.norm(snaps["W"], axis=(1, 2))),
+         "norm_H": ("step", np.linalg.norm(snaps["H"], axis=(1, 2))),
+         "W": (("step", "token", "dim"), np.array(snaps["W"])),
+         "H": (("step", "dim", "context"), np.array(snaps["H"])),
+         "logits": (("step", "token", "context"), np.array(snaps["logits"])),
+         "trace_loss": ("trace_step", np.array(trace["loss"])),
+         "trace_ce_minus_entropy": ("trace_step", np.array(trace["loss"]) - H_ent),
+         "trace_norm_W": ("trace_step", np.array(trace["norm_W"])),
+         "trace_norm_H": ("trace_step", np.array(trace["norm_H"]))},
+        coords={"step": ckpt, "trace_step": np.arange(steps + 1),
+                "token": np.array(table.tokens, dtype=object),
+                "context": np.array(table.contexts, dtype=object)},
+        attrs={"model": model, "d": d, "lr": lr, "steps": steps, "seed": seed,
+               "entropy": H_ent})
+
+
+# (model, run, d, seed): run names as rules/train_helpers.smk makes them for d: [16], seeds: [0];
+# the two trajectories differ by the initialization seed.
+RUNS = (("ufm", "d16-seed0", 16, 0), ("transformer", "d16-seed0", 16, 1))
+
+
+def write_results(root: Path, dataset: str, table: Table, *, steps: int = 2000,
+                  solvers: tuple[str, ...] = ("scs",), runs=RUNS) -> dict[str, object]:
+    """Write table, reference, svm and training stores of ``dataset`` under ``root/results``.
+
+    Returns the in-memory datasets too (``table``, ``reference``, ``svm``, ``train``).
+    """
+    base = Path(root) / "results" / dataset
+    table.save(base / "table.zarr")
+    ref = reference_dataset(table)
+    write_store(ref, base / "reference.zarr")
+    closed = table.attrs.get("closed_form") == "S_bar"
+    L_mm = centered_support(table.S()) if closed else solve_mm(table.S())
+    svm = {s: svm_dataset(table, L_mm, s) for s in solvers}
+    for s, ds in svm.items():
+        write_store(ds, base / "svm" / f"{s}.zarr")
+    train = {}
+    for model, run, d, seed in runs:
+        ds = train_ufm(table, model=model, d=d, steps=steps, seed=seed)
+        write_store(ds, base / "train" / model / f"{run}.zarr")
+        train[(model, run)] = ds
+    return {"table": table, "reference": ref, "svm": svm, "train": train}
+
+
+REPO = Path(__file__).resolve().parents[1]
+_WORKFLOW: dict[str, Path] = {}
+
+
+def snakemake(workdir: Path, *targets: str, extra: tuple[str, ...] = ()):
+    """Run the repository's workflow in ``workdir`` on ``workdir/config.yaml``."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+           "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
+           "--cores", "2", *extra, *targets]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def workflow_results(tmp_path_factory) -> Path:
+    """Once per test session: fixture stores of dataset ``rand`` (a random 10 × 14 table, two
+    solvers, a UFM and a "transformer" run), then Snakemake builds every geometry store, every
+    figure and ``results/report.html`` from them. Returns the working directory."""
+    if "root" not in _WORKFLOW:
+        from ntpgeom.synthetic import random_table
+
+        root = tmp_path_factory.mktemp("workflow")
+        write_results(root, "rand", random_table(V=10, m=14, max_support=3, seed=3),
+                      steps=2000, solvers=("scs", "admm"))
+        (root / "config.yaml").write_text(
+            "datasets:\n  rand: {source: synthetic, synthetic: {kind: grammar}}\n"
+            "train: {models: [ufm, transformer], d: [16], seeds: [0]}\n"
+            "geometry: {knn_k: 3}\n")
+        done = snakemake(root, "results/report.html")
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+        _WORKFLOW["root"] = root
+    return _WORKFLOW["root"]
