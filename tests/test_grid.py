@@ -331,3 +331,25 @@ def test_workflow_bad_grid_is_one_line(tmp_path):
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "config: grids.g.axes.dd: unknown axis 'dd'; choose from dataset, model" in out
+
+
+def test_metrics_against_closed_forms():
+    from scipy.special import log_softmax
+
+    from ntpgeom.batched import metrics
+    from ntpgeom.reference import in_support_logits
+
+    t = ksubset_table(6, 2)
+    S, P, pi = t.S(), t.P(), t.pi
+    L_star, S_bar = in_support_logits(S, P), centered_support(S)
+    L = L_star + 5.0 * S_bar  # S̄ is constant on each support, so P_F(L) = L*
+    run = {"step": np.array([7]), "loss": np.array([0.0]), "W": L[None], "H": np.eye(t.m)[None]}
+    m = metrics(run, S=S, P=P, pi=pi, entropy=t.entropy, L_star=L_star, L_mm=S_bar,
+                S_bar=S_bar)
+    ce = -(P * pi[None, :] * np.where(S, log_softmax(L, axis=0), 0.0)).sum()
+    assert m["ce_minus_entropy"][0] == pytest.approx(ce - t.entropy, rel=1e-12)
+    assert m["dist_in_support"][0] == pytest.approx(0.0, abs=1e-12)
+    want = np.linalg.norm(L / np.linalg.norm(L) - S_bar / np.linalg.norm(S_bar))
+    assert m["dir_dist_mm"][0] == pytest.approx(want, rel=1e-12)
+    assert m["norm_H"][0] == pytest.approx(np.sqrt(t.m))
+    np.testing.assert_allclose(m["L_final"], L)
