@@ -29,6 +29,19 @@ def _merge(base, override):
     return out
 
 
+def canonical(value):
+    """The same value with every dict's keys sorted, recursively.
+
+    Snakemake compares params as written, so reordering the keys of a config entry would
+    otherwise rerun a rule and everything downstream of it.
+    """
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
 _SECTIONS = {}
 
 
@@ -41,7 +54,7 @@ def dataset_section(dataset, section):
             validate(merged, schema=str(SCHEMAS / f"{section}.schema.yaml"))
         except Exception as err:  # a schema failure names the dataset and section
             raise WorkflowError(f"config: datasets.{dataset}.{section} / {section}: {err}")
-        _SECTIONS[key] = merged
+        _SECTIONS[key] = canonical(merged)
     return _SECTIONS[key]
 
 

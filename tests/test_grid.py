@@ -304,8 +304,7 @@ def test_workflow_reruns_exactly_the_changed_points(tmp_path):
 
     cfg_path = work / "tests/configs/grid_tiny.yaml"
     cfg = yaml.safe_load(cfg_path.read_text())
-    # sort_keys=False: the table stage's params compare dicts in key order, so a reordered dataset
-    # entry would rebuild the table and, through it, every point.
+    # sort_keys=False: a grid's axes keep their declared order (the aggregate's dimension order).
     cfg["grids"]["tiny"]["axes"]["d"] = [2, 4]  # d=2 points stay, d=4 points are new
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     assert _dry_jobs(work)["grid_point"] == 2
