@@ -150,7 +150,7 @@ def write_results(root: Path, dataset: str, table: Table, *, steps: int = 2000,
 #: The fixture's linear study (rules/linear.smk): random embeddings with d = 16 > m = 14 (Lemma 1:
 #: compatible and separable), two optimizers, few steps; and the 2-D toy.
 LINEAR = {"embeddings": {"random": {"source": "random", "d": 16, "seed": 0}},
-          "epochs": 300, "checkpoints_per_decade": 4, "toy": True,
+          "epochs": 150, "checkpoints_per_decade": 4, "toy": True,
           "optimizers": {"gd": {"optimizer": "gd", "lr": "auto"},
                          "adam": {"optimizer": "adam", "lr": 0.05, "betas": [0.9, 0.99]}}}
 

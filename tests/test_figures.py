@@ -134,8 +134,9 @@ def test_overlay_draws_every_dataset_with_its_own_colours_and_solver(root, tmp_p
     # A second dataset "ts": rand's stores under another name (its own solver list: scs only).
     for kind in ("train", "geometry"):
         shutil.copytree(root / "results" / "rand" / kind, tmp_path / "results" / "ts" / kind)
-    stores = {kind: [str(p) for d in ("rand", "ts")
-                     for p in sorted((tmp_path / "results" / d / kind).glob("*/*.zarr"))]
+    stores = {kind: [str(p) for base in (root, tmp_path)
+                     for p in sorted((base / "results" / ("rand" if base == root else "ts")
+                                      / kind).glob("*/*.zarr"))]
               for kind in ("train", "geometry")}
     svm = ["results/rand/svm/admm.zarr", "results/rand/svm/scs.zarr", "results/ts/svm/scs.zarr"]
     families = dataset_families({"rand": "synthetic", "ts": "text"})
