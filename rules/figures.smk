@@ -2,6 +2,8 @@
 # `snakemake results/grammar/figures/loss.png` redraws just that figure (and builds what it needs).
 # The figures and the stores each one reads are listed in ntpgeom.figures.FIGURES; the function
 # that draws figure <name> is ntpgeom.figures.<name>, its caption report/<name>.rst.
+# The figures the paper overlays across datasets (ntpgeom.figures.OVERLAYS: F1, F2, F3, F7) are
+# also drawn with every run of every dataset, fig_overlay_<name> → results/figures/<name>.png.
 
 
 include: "figures_helpers.smk"
@@ -28,8 +30,37 @@ for _figure, (_, _needs) in FIGURES.items():
             f"logs/{{dataset}}/figures/{_figure}.log",
         params:
             name=_figure,
+            families=figure_families,
         localrule: True
         conda:
             "../envs/figures.yaml"
         script:
             "../scripts/figure.py"
+
+
+for _figure in OVERLAYS:
+
+    rule:
+        name:
+            f"fig_overlay_{_figure}"
+        input:
+            **{kind: OVERLAY_INPUTS[kind] for kind in FIGURES[_figure][1]},
+            code=src_files("reference", "geometry", "figures", "figio"),
+        output:
+            png=report(
+                overlay_path(_figure, "png"),
+                caption=f"../report/{_figure}.rst",
+                category="Figures",
+                subcategory="all datasets",
+            ),
+            pdf=overlay_path(_figure, "pdf"),
+        log:
+            f"logs/figures/{_figure}.log",
+        params:
+            name=_figure,
+            families=figure_families,
+        localrule: True
+        conda:
+            "../envs/figures.yaml"
+        script:
+            "../scripts/figure_overlay.py"

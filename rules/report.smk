@@ -1,5 +1,6 @@
 # Stage 7: one self-contained HTML page with every figure, the key numbers and the config
-# → results/report.html (ntpgeom.report). `snakemake --report` gives Snakemake's own report too.
+# → results/report.html (ntpgeom.report): the overlays across datasets, each dataset's figures,
+# and with a `linear` section one section per (dataset, embedding) of the linear study. `snakemake --report` gives Snakemake's own report too.
 
 
 include: "report_helpers.smk"
@@ -9,14 +10,17 @@ include: "report_helpers.smk"
 rule report:
     input:
         stores=report_inputs,
-        code=src_files("reference", "geometry", "figio", "report"),
-        captions=expand("{dir}/{name}.rst", dir=CAPTIONS, name=list(FIGURES)),
+        code=src_files("reference", "geometry", "figio", "figures", "report", "linear"),
+        captions=report_captions(),
     output:
         html="results/report.html",
     log:
         "logs/report.log",
     params:
         datasets=report_paths,
+        overlays=report_overlays,
+        linear=report_linear,
+        toy=report_toy,
         config=config,
     localrule: True
     conda:

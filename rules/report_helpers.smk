@@ -5,12 +5,12 @@ CAPTIONS = str(Path(workflow.basedir) / "report")
 
 
 def report_targets():
-    return ["results/report.html"] if report_datasets() else []
+    return ["results/report.html"] if report_datasets() or report_linear() else []
 
 
 def report_datasets():
     """Datasets with training runs (the others have no figures)."""
-    return [d for d in DATASETS if train_runs(d)]
+    return figure_datasets()
 
 
 def report_paths(wildcards=None):
@@ -27,10 +27,44 @@ def report_paths(wildcards=None):
     return out
 
 
+def report_overlays(wildcards=None):
+    """The PNGs of the figures across datasets (OVERLAYS order), shown before the datasets'."""
+    return [overlay_path(name) for name in OVERLAYS] if report_datasets() else []
+
+
+def report_linear(wildcards=None):
+    """"dataset/embedding" → the linear study's stores and figure PNGs (LINEAR_FIGURES order),
+    when the config has a `linear` section (as linear_targets())."""
+    if "linear" not in config:
+        return {}
+    out = {}
+    for d in DATASETS:
+        for emb in linear_embeddings(d):
+            base = f"results/{d}/linear/{emb}"
+            out[f"{d}/{emb}"] = {
+                "reference": f"{base}/reference.zarr",
+                "train": [f"{base}/train/{o}.zarr" for o in linear_optimizers(d)],
+                "figures": [
+                    f"results/{d}/figures/linear/{emb}/{name}.png" for name in LINEAR_FIGURES
+                ],
+            }
+    return out
+
+
+def report_toy(wildcards=None):
+    """The 2-D toy's PNG when linear.toy is set, else None."""
+    return "results/figures/linear_toy.png" if config.get("linear", {}).get("toy") else None
+
+
+def report_captions():
+    """Every caption in report/ (figures, and linear_<name> for the linear figures)."""
+    return sorted(str(p) for p in Path(CAPTIONS).glob("*.rst"))
+
+
 def report_inputs(wildcards):
-    """Every path of report_paths, flattened (the rule's inputs)."""
+    """Every path the report reads, flattened (the rule's inputs)."""
     files = []
-    for paths in report_paths().values():
+    for paths in list(report_paths().values()) + list(report_linear().values()):
         for value in paths.values():
             files += [value] if isinstance(value, str) else value
-    return files
+    return files + report_overlays() + ([report_toy()] if report_toy() else [])

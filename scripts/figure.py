@@ -14,7 +14,7 @@ from ntpgeom.store import script_main  # noqa: E402
 def main() -> None:
     stores = {k: v for k, v in snakemake.input.items() if k != "code"}
     render_to(snakemake.params.name, snakemake.wildcards.dataset, png=snakemake.output.png,
-              pdf=snakemake.output.pdf, **stores)
+              pdf=snakemake.output.pdf, families=snakemake.params.families, **stores)
 
 
 script_main(main)

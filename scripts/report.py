@@ -1,4 +1,4 @@
-"""Rule report: every dataset's stores and figures → results/report.html."""
+"""Rule report: every dataset's stores and figures, and the linear study's → results/report.html."""
 
 import sys
 from pathlib import Path
@@ -12,7 +12,8 @@ from ntpgeom.store import script_main  # noqa: E402
 def main() -> None:
     build_report(snakemake.output.html, datasets=snakemake.params.datasets,
                  captions_dir=Path(snakemake.input.captions[0]).parent,
-                 config=snakemake.params.config)
+                 config=snakemake.params.config, overlays=snakemake.params.overlays,
+                 linear=snakemake.params.linear, toy=snakemake.params.toy)
 
 
 script_main(main)

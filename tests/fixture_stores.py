@@ -7,6 +7,9 @@
   distinct-context loss, float64), checkpointed at log-spaced steps with dense ``trace_*``
   series. The "transformer" fixture is a second UFM run (another width and seed) under that
   model name: the geometry stage only reads W, H and the logits, whatever produced them.
+- ``linear/{embedding}/reference.zarr`` and ``.../train/{optimizer}.zarr`` (the linear study)
+  are written by the package's own entry points (``ntpgeom.linear.reference_files``,
+  ``train_files``, what the rules' scripts call), in this process and with few steps.
 """
 
 from __future__ import annotations
@@ -144,6 +147,34 @@ def write_results(root: Path, dataset: str, table: Table, *, steps: int = 2000,
     return {"table": table, "reference": ref, "svm": svm, "train": train}
 
 
+#: The fixture's linear study (rules/linear.smk): random embeddings with d = 16 > m = 14 (Lemma 1:
+#: compatible and separable), two optimizers, few steps; and the 2-D toy.
+LINEAR = {"embeddings": {"random": {"source": "random", "d": 16, "seed": 0}},
+          "epochs": 150, "checkpoints_per_decade": 4, "toy": True,
+          "optimizers": {"gd": {"optimizer": "gd", "lr": "auto"},
+                         "adam": {"optimizer": "adam", "lr": 0.05, "betas": [0.9, 0.99]}}}
+
+
+def write_linear(root: Path, dataset: str, linear: dict = LINEAR) -> None:
+    """Write the linear stores of ``dataset`` (its table must exist) for the ``linear`` section,
+    with the schema's defaults for the options it does not set (as rules/linear.smk passes)."""
+    from ntpgeom.linear import reference_files, train_files
+
+    base = Path(root) / "results" / dataset
+    options = {"solvers": ["clarabel", "fista"], "eps": 1e-9, "fista_tol": 1e-10,
+               "fista_max_iter": 200_000, "epochs": 10_000, "seed": 0, "dtype": "float64",
+               "checkpoints_per_decade": 10, "device": "cpu"}
+    options.update({k: v for k, v in linear.items() if k in options})
+    for emb, spec in linear["embeddings"].items():
+        ref = base / "linear" / emb / "reference.zarr"
+        reference_files(table=str(base / "table.zarr"), out=str(ref), embedding=spec,
+                        options=options)
+        for name, opt in linear["optimizers"].items():
+            train_files(table=str(base / "table.zarr"), reference=str(ref),
+                        out=str(base / "linear" / emb / "train" / f"{name}.zarr"), spec=opt,
+                        options=options)
+
+
 REPO = Path(__file__).resolve().parents[1]
 _WORKFLOW: dict[str, Path] = {}
 
@@ -161,18 +192,23 @@ def snakemake(workdir: Path, *targets: str, extra: tuple[str, ...] = ()):
 
 def workflow_results(tmp_path_factory) -> Path:
     """Once per test session: fixture stores of dataset ``rand`` (a random 10 × 14 table, two
-    solvers, a UFM and a "transformer" run), then Snakemake builds every geometry store, every
-    figure and ``results/report.html`` from them. Returns the working directory."""
+    solvers, a UFM and a "transformer" run, the linear study of :data:`LINEAR`), then Snakemake
+    builds every geometry store, every figure (the dataset's, the overlays, the linear ones and
+    the 2-D toy) and ``results/report.html`` from them. Returns the working directory."""
     if "root" not in _WORKFLOW:
+        import json
+
         from ntpgeom.synthetic import random_table
 
         root = tmp_path_factory.mktemp("workflow")
         write_results(root, "rand", random_table(V=10, m=14, max_support=3, seed=3),
                       steps=2000, solvers=("scs", "admm"))
+        write_linear(root, "rand")
         (root / "config.yaml").write_text(
             "datasets:\n  rand: {source: synthetic, synthetic: {kind: grammar}}\n"
             "train: {models: [ufm, transformer], d: [16], seeds: [0]}\n"
-            "geometry: {knn_k: 3}\n")
+            "geometry: {knn_k: 3}\n"
+            f"linear: {json.dumps(LINEAR)}\n")
         done = snakemake(root, "results/report.html")
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
         _WORKFLOW["root"] = root

@@ -6,14 +6,20 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 from fixture_stores import workflow_results
 
-from ntpgeom.figures import FIGURES
+from ntpgeom.figures import FIGURES, OVERLAYS
+from ntpgeom.linear_figures import LINEAR_FIGURES
 from ntpgeom.reference import centered_support, reldir
-from ntpgeom.report import dataset_numbers
+from ntpgeom.report import dataset_numbers, linear_numbers
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+#: Every image of the fixture's report, in page order: the overlays, the dataset's figures, the
+#: linear study's (dataset rand, embedding random), the 2-D toy.
+IMAGES = ([f"all datasets: {name}" for name in OVERLAYS] + [f"rand: {name}" for name in FIGURES]
+          + [f"linear rand/random: {name}" for name in LINEAR_FIGURES] + ["linear: toy"])
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +31,11 @@ def root(tmp_path_factory):
 def test_report_holds_every_figure_the_numbers_and_the_config(root):
     page = (root / "results" / "report.html").read_text()
     images = re.findall(r"<img alt='([^']*)' src='data:image/png;base64,", page)
-    assert images == [f"rand: {name}" for name in FIGURES]
+    assert [i for i in images if i.startswith("rand: ")] == [f"rand: {name}" for name in FIGURES]
+    assert images == IMAGES
+    # The overlays come before the per-dataset sections, the linear study after them.
+    assert (page.index("<h2>Figures: all datasets</h2>") < page.index("<h2>Figures: rand</h2>")
+            < page.index("Linear model: rand/random") < page.index("the 2-D toy"))
     assert "src='http" not in page and "<script" not in page  # self-contained
     assert '"knn_k": 3' in page  # the config
     for header in ("‖L^mm‖_*", "‖S̄‖_*", "rank L^mm", "CE − H (nats)", "dist L → scs"):
@@ -74,7 +84,71 @@ def test_every_image_loads_in_headless_chromium(root, tmp_path):
     match = re.search(r"<pre id=\"probe\">(.*?)</pre>", done.stdout, re.S)
     assert match, done.stderr[-2000:]
     rows = [line.split("|") for line in match.group(1).strip().splitlines()]
-    assert [r[0] for r in rows] == [f"rand: {name}" for name in FIGURES]
+    assert [r[0] for r in rows if r[0].startswith("rand: ")] == [f"rand: {name}"
+                                                                  for name in FIGURES]
+    assert [r[0] for r in rows] == IMAGES
     for alt, complete, size in rows:
         width, height = map(int, size.split("x"))
         assert complete == "true" and width >= 600 and height >= 300, (alt, size)
+
+
+def test_linear_numbers_are_read_from_the_stores(root):
+    """Recomputed from the stored matrices and trajectories, they match what the solves and the
+    training loop recorded in attrs; on this separable fixture the theory's trends show."""
+    from ntpgeom.store import open_store
+
+    base = root / "results" / "rand" / "linear" / "random"
+    ref = open_store(base / "reference.zarr")
+    runs = {o: open_store(base / "train" / f"{o}.zarr") for o in ("gd", "adam")}
+    num = linear_numbers(ref, runs)
+    a = ref.attrs
+    assert (num["d"], num["m"], num["V"]) == (16, 14, 10)
+    assert num["rank_H_bar"] == a["rank_H_bar"] == 14 and num["overparameterized"]
+    assert num["compatible"] and num["separable"] and num["margin"] == a["margin"] > 0
+    assert num["compatibility_residual"] < 1e-8
+    assert num["solver_agreement"] == pytest.approx(a["solver_agreement"], rel=1e-6, abs=1e-12)
+    assert num["solver_agreement"] < 1e-5  # clarabel and fista, paper issue: ≤ 1e-5 rel.
+    assert list(num["solvers"]) == ["clarabel", "fista"]
+    assert num["norm_W_mm"] == pytest.approx(a["norm_W_mm"], rel=1e-12)
+    for name, ds in runs.items():
+        r = num["runs"][name]
+        assert r["step"] == 150
+        for key in ("ce_minus_entropy", "corr_mm", "corr_mm_offset", "in_support_error",
+                    "norm_W"):
+            assert r[key] == pytest.approx(ds.attrs[f"final_{key}"], rel=1e-9), (name, key)
+        # Trending as Thm 2 says: CE − H and ‖P_F(W) − W*‖ fall, the correlation rises.
+        assert r["ce_minus_entropy"] < ds["trace_ce_minus_entropy"].values[0] / 10
+        assert r["corr_mm"] > float(ds["corr_mm"].values[0]) + 0.5
+        assert r["in_support_error"] < float(ds["in_support_error"].values[0]) / 1.5
+    assert runs["gd"].attrs["lr"] == pytest.approx(num["runs"]["gd"]["lr"])
+
+
+@pytest.mark.slow
+def test_report_has_the_linear_study(root):
+    page = (root / "results" / "report.html").read_text()
+    section = page[page.index("Linear model: rand/random"):page.index("the 2-D toy")]
+    for text in ("d &gt; m and rank(H̄) = m", "NTP_H-compatible", "NTP-separable",
+                 "d = 16, m = 14, rank(H̄) = 14", "W^mm solvers", "clarabel", "fista",
+                 "Agreement", "‖P_F(W) − W*‖_F", "⟨Ŵ, Ŵ^mm⟩"):
+        assert text in section, text
+    assert ">NO<" not in section  # every check holds on this fixture
+    rows = re.findall(r"<tr><td>(gd|adam)</td><td>(\w+)</td>", section)
+    assert rows == [("gd", "gd"), ("adam", "adam")]
+
+
+def test_a_non_separable_study_is_reported_as_such():
+    """d = 2 < m: not separable; the page says NO with the best margin, and W^mm is absent."""
+    from ntpgeom.linear import linear_reference, random_embeddings
+    from ntpgeom.report import _linear_section
+    from ntpgeom.synthetic import random_table
+
+    table = random_table(V=6, m=8, max_support=3, seed=1)
+    ref = linear_reference(table, random_embeddings(2, 8, seed=0), solvers=["clarabel"])
+    num = linear_numbers(ref, {})
+    assert not num["separable"] and not num["overparameterized"]
+    assert num["margin"] <= 0 or num["stuck_constraints"] > 0
+    assert np.isnan(num["norm_W_mm"]) and np.isnan(num["solver_agreement"])
+    html = "".join(_linear_section("t/low", num, [], {}))
+    assert "<td>NTP-separable (equal in-support logits, margin ≥ 1 off support)</td><td>NO</td>" \
+        in html
+    assert "best normalized margin γ*" in html

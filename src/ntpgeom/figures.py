@@ -6,16 +6,24 @@ and returns a :class:`matplotlib.figure.Figure`; nothing here reads or writes fi
 ``results/{dataset}/figures/<name>.png`` and ``.pdf`` (``rules/figures.smk``), and a caption in
 ``report/<name>.rst`` naming the stores and variables it plots.
 
-Colours follow the paper: a run's colour is fixed by its model and its place among the runs of
-that model (UFM gold, transformer dark orange, as the paper's "Synthetic" runs; a second dataset
-on the same axes gets the paper's TinyStories blues); predictions are black (L^mm, solid), purple
-(S̄, dashed) and grey (the raw support S, dotted).
+Colours follow the paper: a run's colour is fixed by its dataset's colour family, its model and
+its place among the runs of that (dataset, model). The families are the paper's (§2.5): synthetic
+data gold (UFM) / dark orange (TF), real text deep sky blue (UFM) / steel blue (TF); further
+datasets get greens and reds (:func:`dataset_families`, computed once from the config, so a
+dataset keeps its colours in its own figures and in the overlays). Predictions are black (L^mm,
+solid), purple (S̄, dashed) and grey (the raw support S, dotted).
+
+Figures with several runs (F1, F2, F3, F7, listed in :data:`OVERLAYS`) are also drawn with every
+run of every dataset on one set of axes (rule ``fig_overlay_<name>``,
+``results/figures/<name>.png``), by the same functions. Text that needs a combining mark (S̄,
+h̄) or a superscript (L^mm) is written in matplotlib's mathtext (:data:`SBAR`, :data:`LMM`): a
+combining overline in a plain string is dropped by matplotlib's text layout (S̄ reads as S).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,19 +33,29 @@ from ntpgeom.geometry import cosine_matrix
 
 log = logging.getLogger(__name__)
 
-#: Colour families per (dataset position, model): paper §2.5's gold/darkorange (Synthetic) and
-#: deepskyblue/steelblue (TinyStories); further runs of a model take the next shade.
+#: Colour families per (family, model): paper §2.5's gold/darkorange (family 0, "Synthetic") and
+#: deepskyblue/steelblue (family 1, "Simplified TinyStories"); families 2 and 3 (greens, reds) are
+#: ours, for a third and fourth dataset. Further runs of a (dataset, model) take the next shade.
 PALETTES = {
     (0, "ufm"): ["gold", "goldenrod", "darkkhaki", "olive"],
     (0, "transformer"): ["darkorange", "orangered", "chocolate", "saddlebrown"],
     (1, "ufm"): ["deepskyblue", "dodgerblue", "lightseagreen", "teal"],
     (1, "transformer"): ["steelblue", "navy", "slateblue", "midnightblue"],
+    (2, "ufm"): ["yellowgreen", "olivedrab", "darkseagreen", "darkolivegreen"],
+    (2, "transformer"): ["seagreen", "darkgreen", "mediumseagreen", "forestgreen"],
+    (3, "ufm"): ["lightcoral", "indianred", "rosybrown", "brown"],
+    (3, "transformer"): ["crimson", "darkred", "firebrick", "maroon"],
 }
+#: The family the paper gives each kind of data source: synthetic gold/orange, real text blue.
+SOURCE_FAMILY = {"synthetic": 0, "text": 1, "huggingface": 1}
 TARGET_STYLE = {"S_bar": {"color": "purple", "ls": "--"}, "S": {"color": "grey", "ls": ":"}}
 SOLVER_STYLE = {"color": "black", "ls": "-"}
 MODEL_NAMES = {"ufm": "UFM", "transformer": "TF"}
-#: L^mm in matplotlib's mathtext.
+#: L^mm and S̄ in matplotlib's mathtext (a combining overline in plain text is not drawn).
 LMM = r"L$^\mathrm{mm}$"
+SBAR = r"$\bar{S}$"
+#: The label of the overlays' pseudo-dataset (the suptitles of figures drawn from every dataset).
+ALL_DATASETS = "all datasets"
 
 
 @dataclass
@@ -50,6 +68,9 @@ class Run:
     train: Any = None      # xarray.Dataset: results/{dataset}/train/{model}/{run}.zarr
     geometry: Any = None   # xarray.Dataset: results/{dataset}/geometry/{model}/{run}.zarr
     color: str = "black"
+    #: The NTP-SVM solver whose L^mm the run is compared with (its dataset's first); None: the
+    #: bundle's first solver.
+    solver: str | None = None
 
     @property
     def label(self) -> str:
@@ -70,15 +91,54 @@ class Bundle:
     reference: Any = None
     svm: dict[str, Any] = field(default_factory=dict)
     table: Any = None
+    #: dataset → colour family (:func:`dataset_families`); empty: by order of appearance.
+    families: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def datasets(self) -> list[str]:
+        """The datasets of the runs, in order of appearance (several in an overlay)."""
+        return list(dict.fromkeys(r.dataset for r in self.runs))
+
+    def run_label(self, run: Run) -> str:
+        """The run's legend label; prefixed with its dataset when runs of several are drawn."""
+        return f"{run.dataset}, {run.label}" if len(self.datasets) > 1 else run.label
 
 
-def assign_colors(runs: Sequence[Run]) -> None:
-    """Fix each run's colour from its dataset's position, its model and its place in that model."""
+def dataset_families(sources: Mapping[str, str]) -> dict[str, int]:
+    """The colour family of each dataset (``{dataset: source}``, in config order).
+
+    A dataset takes the family the paper gives its source (:data:`SOURCE_FAMILY`: synthetic 0,
+    real text 1) if no earlier dataset has it; the others then take the free families in order
+    (after the four of :data:`PALETTES`, families repeat). So the default config's two synthetic
+    datasets are gold/orange and blue, and a TinyStories dataset added to them is blue while the
+    second synthetic one moves to green.
+    """
+    out: dict[str, int] = {}
+    for name, source in sources.items():
+        family = SOURCE_FAMILY.get(source)
+        if family is not None and family not in out.values():
+            out[name] = family
+    n_families = len({f for f, _ in PALETTES})
+    free = (f for f in range(10**6) if f not in out.values())
+    for name in sources:
+        if name not in out:
+            out[name] = next(free) % n_families
+    return {name: out[name] for name in sources}
+
+
+def assign_colors(runs: Sequence[Run], families: Mapping[str, int] | None = None) -> None:
+    """Fix each run's colour from its dataset's family, its model and its place in that
+    (dataset, model). Without ``families``, datasets take families 0, 1, … in order of
+    appearance."""
     datasets = list(dict.fromkeys(r.dataset for r in runs))
-    seen: dict[tuple[int, str], int] = {}
+    if not families or any(d not in families for d in datasets):
+        families = {d: i for i, d in enumerate(datasets)}
+    n_families = len({f for f, _ in PALETTES})
+    seen: dict[tuple[str, str], int] = {}
     for r in runs:
-        key = (min(datasets.index(r.dataset), 1), r.model)
-        shades = PALETTES.get(key, ["black", "dimgray", "grey", "darkgray"])
+        shades = PALETTES.get((families[r.dataset] % n_families, r.model),
+                              ["black", "dimgray", "grey", "darkgray"])
+        key = (r.dataset, r.model)
         r.color = shades[seen.get(key, 0) % len(shades)]
         seen[key] = seen.get(key, 0) + 1
 
@@ -112,6 +172,11 @@ def _solver(bundle: Bundle) -> str:
     if not bundle.svm:
         raise ValueError(f"{bundle.dataset}: no NTP-SVM solution (svm/*.zarr) to compare with")
     return next(iter(bundle.svm))
+
+
+def _run_solver(bundle: Bundle, run: Run) -> str:
+    """The solver whose L^mm ``run`` is compared with: its own (overlays), else the bundle's."""
+    return run.solver or _solver(bundle)
 
 
 def _first(runs: Sequence[Run], model: str) -> Run | None:
@@ -224,7 +289,7 @@ def _prediction_factors(bundle: Bundle) -> list[tuple[str, np.ndarray, np.ndarra
     mm = bundle.svm[solver].transpose("token", "rank", "context", ...)
     ref = bundle.reference.transpose("token", "rank", "context", ...)
     return [(f"{LMM} ({solver})", mm["W_mm"].values, mm["H_mm"].values, mm["L_mm"].values),
-            ("S̄ (centered support)", ref["W_bar"].values, ref["H_bar"].values,
+            (f"{SBAR} (centered support)", ref["W_bar"].values, ref["H_bar"].values,
              ref["S_bar"].values)]
 
 
@@ -345,9 +410,12 @@ def _target_style(target: str, solver: str) -> dict:
 
 
 def structural_correlation(bundle: Bundle) -> Any:
-    """F7: structural correlation of cos(H_k), cos(W_k) with L^mm's, S̄'s and S's, over training."""
-    solver = _solver(bundle)
-    targets = [(solver, f"{LMM} ({solver}) factors"), ("S_bar", "S̄ factors"),
+    """F7: structural correlation of cos(H_k), cos(W_k) with L^mm's, S̄'s and S's, over training.
+
+    Each run is compared with its own dataset's L^mm (:func:`_run_solver`), so the runs of
+    several datasets (the overlay) share the axes."""
+    solvers = list(dict.fromkeys(_run_solver(bundle, r) for r in bundle.runs))
+    targets = [("mm", f"{LMM} ({', '.join(solvers)}) factors"), ("S_bar", f"{SBAR} factors"),
                ("S", "support S (cos(S,S), cos(Sᵀ,Sᵀ))")]
     fig, axes = _new(2, 3, (14, 7.5), sharey=True)
     for c, (target, title) in enumerate(targets):
@@ -355,8 +423,9 @@ def structural_correlation(bundle: Bundle) -> Any:
             ax = axes[row, c]
             for r in bundle.runs:
                 g = r.geometry
-                ax.plot(g["step"].values + 1.0, g[f"corr_cos_{what}"].sel(target=target).values,
-                        color=r.color, marker=".", label=r.label)
+                t = _run_solver(bundle, r) if target == "mm" else target
+                ax.plot(g["step"].values + 1.0, g[f"corr_cos_{what}"].sel(target=t).values,
+                        color=r.color, marker=".", label=bundle.run_label(r))
             _step_axis(ax)
             ax.set_ylim(-0.2, 1.05)
             ax.set_title(f"cos({what}_k) vs {title}", fontsize=9)
@@ -379,7 +448,7 @@ def direction_distance(bundle: Bundle) -> Any:
             x = g["step"].values + 1.0
             for t in solvers + ["S_bar"]:
                 style = {"ls": "-"} if t in solvers else {"ls": "--"}
-                name = f"{LMM} ({t})" if t in solvers else "S̄"
+                name = f"{LMM} ({t})" if t in solvers else SBAR
                 ax.plot(x, g[var].sel(target=t).values, color=r.color, lw=1.2, **style,
                         label=f"{r.label} → {name}")
         _step_axis(ax)
@@ -387,7 +456,7 @@ def direction_distance(bundle: Bundle) -> Any:
         ax.set_title(f"{what}: normalized distance", fontsize=10)
         ax.set_ylabel("‖A/‖A‖ − B/‖B‖‖_F  (0 = same direction)")
     _legend(fig, axes, loc="outside lower center", ncol=2)
-    fig.suptitle(f"{bundle.dataset}: direction distance to {LMM} (solid) and to S̄ (dashed)")
+    fig.suptitle(f"{bundle.dataset}: direction distance to {LMM} (solid) and to {SBAR} (dashed)")
     return fig
 
 
@@ -397,7 +466,7 @@ def spectra(bundle: Bundle) -> Any:
     fig, axes = _new(1, 2, (12, 4.5))
     ax = axes[0, 0]
     for t, style, name in ((solver, SOLVER_STYLE, f"{LMM} ({solver})"),
-                           ("S_bar", {**TARGET_STYLE["S_bar"]}, "S̄")):
+                           ("S_bar", {**TARGET_STYLE["S_bar"]}, SBAR)):
         g0 = bundle.runs[0].geometry
         sv = g0["target_singular_values"].sel(target=t).values
         ax.plot(np.arange(1, sv.size + 1), _positive(sv / np.linalg.norm(sv)), marker="o", ms=3,
@@ -452,7 +521,7 @@ def representation(bundle: Bundle) -> Any:
                 ax.plot(x, g[f"{key}_{what}"].sel(target=solver).values, color=r.color,
                         marker=".", label=f"{r.label} vs {LMM}")
                 ax.plot(x, g[f"{key}_{what}"].sel(target="S_bar").values, color=r.color,
-                        ls="--", label=f"{r.label} vs S̄")
+                        ls="--", label=f"{r.label} vs {SBAR}")
             _step_axis(ax)
             ax.set_ylim(-0.2, 1.05)
             knn = f", k = {bundle.runs[0].geometry.attrs.get('knn_k')}" if key == "knn" else ""
@@ -462,7 +531,7 @@ def representation(bundle: Bundle) -> Any:
                 ax.set_ylabel("similarity (1 = identical)")
     _legend(fig, axes, loc="outside lower center", ncol=4)
     fig.suptitle(f"{bundle.dataset}: representation similarity to {LMM} ({solver}) factors "
-                 "(solid) and S̄ factors (dashed)")
+                 f"(solid) and {SBAR} factors (dashed)")
     return fig
 
 
@@ -483,7 +552,7 @@ def intrinsic(bundle: Bundle) -> Any:
                     label=r.label)
         g0 = bundle.runs[0].geometry
         for t, style, name in ((solver, SOLVER_STYLE, f"{LMM} ({solver})"),
-                               ("S_bar", TARGET_STYLE["S_bar"], "S̄")):
+                               ("S_bar", TARGET_STYLE["S_bar"], SBAR)):
             value = float(g0[tvar].sel(target=t))
             if np.isfinite(value):
                 ax.axhline(value, color=style["color"], ls=style["ls"], lw=1, label=name)
@@ -514,6 +583,13 @@ FIGURES: dict[str, tuple[Callable[[Bundle], Any], tuple[str, ...]]] = {
 }
 
 
+#: The figures the paper draws with the runs of every dataset on one set of axes (paper §2.5:
+#: F1, F2, F3, F7 overlay its four runs); rule ``fig_overlay_<name>`` draws each from every
+#: dataset's stores into ``results/figures/<name>.png``, with the same function as above.
+OVERLAYS: tuple[str, ...] = ("loss", "norms", "in_support", "structural_correlation")
+assert all(set(FIGURES[name][1]) <= {"train", "geometry", "svm"} for name in OVERLAYS)
+
+
 def render(name: str, bundle: Bundle) -> Any:
     """Draw figure ``name`` of :data:`FIGURES` from a bundle (colours assigned first)."""
     if name not in FIGURES:
@@ -522,6 +598,6 @@ def render(name: str, bundle: Bundle) -> Any:
         from ntpgeom.errors import UserError
 
         raise UserError(f"figure {name}: dataset {bundle.dataset} has no training runs")
-    assign_colors(bundle.runs)
+    assign_colors(bundle.runs, bundle.families)
     return FIGURES[name][0](bundle)
 

@@ -22,6 +22,10 @@ import numpy as np
 
 from ntpgeom.figures import _new, _positive, _step_axis
 
+#: W^mm in matplotlib's mathtext (as ntpgeom.figures.LMM; h̄_j likewise, a plain combining
+#: overline is not drawn).
+WMM = r"W$^\mathrm{mm}$"
+
 #: Optimizer colours (the paper's Fig. 3 draws GD, NGD, Adam; AdamW is ours).
 COLORS = {"gd": "tab:blue", "ngd": "tab:orange", "adam": "tab:green", "adamw": "tab:red"}
 NAMES = {"gd": "GD", "ngd": "NGD", "adam": "Adam", "adamw": "AdamW"}
@@ -68,7 +72,7 @@ def _panel_norm(ax, b: LinearBundle) -> None:
     norm_mm = b.reference.attrs.get("norm_W_mm")
     norm_star = b.reference.attrs.get("norm_W_star")
     ax.axhline(norm_star, color="grey", ls=":", lw=1, label="‖W*‖")
-    ax.axhline(norm_mm, color="black", ls="--", lw=1, label="‖W^mm‖")
+    ax.axhline(norm_mm, color="black", ls="--", lw=1, label=f"‖{WMM}‖")
     _step_axis(ax, "iteration k + 1")
     ax.set_yscale("log")
     ax.set_ylabel("‖W_k‖_F")
@@ -87,8 +91,8 @@ def _panel_corr(ax, b: LinearBundle) -> None:
     ax.axhline(1.0, color="black", lw=0.8)
     _step_axis(ax, "iteration k + 1")
     ax.set_ylim(-0.1, 1.05)
-    ax.set_ylabel("⟨W/‖W‖, W^mm/‖W^mm‖⟩")
-    ax.set_title("correlation with W^mm → 1 (solid W_k, dashed W_k − W*)", fontsize=10)
+    ax.set_ylabel(f"⟨W/‖W‖, {WMM}/‖{WMM}‖⟩")
+    ax.set_title(f"correlation with {WMM} → 1 (solid W_k, dashed W_k − W*)", fontsize=10)
 
 
 def _panel_in_support(ax, b: LinearBundle) -> None:
@@ -147,7 +151,7 @@ def toy(table, H_bar: np.ndarray, W_mm: np.ndarray, W_star: np.ndarray) -> Any:
     supports = ", ".join("{" + ",".join(str(z + 1) for z in np.flatnonzero(S[:, j])) + "}"
                          for j in range(table.m))
     colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
-    for ax, W, title in ((axes[0, 0], W_mm, "W^mm (NTP-SVM): w1 = w5"),
+    for ax, W, title in ((axes[0, 0], W_mm, f"{WMM} (NTP-SVM): w1 = w5"),
                          (axes[0, 1], W_star, "W* (in-support, in F): w1 ≠ w5")):
         lim = 1.15 * max(np.abs(W).max(), np.abs(H_bar).max())
         for z in range(W.shape[0]):
@@ -159,7 +163,7 @@ def toy(table, H_bar: np.ndarray, W_mm: np.ndarray, W_star: np.ndarray) -> Any:
         for j in range(H_bar.shape[1]):
             ax.annotate("", xy=H_bar[:, j], xytext=(0, 0),
                         arrowprops={"arrowstyle": "->", "color": "grey", "ls": "--"})
-            ax.text(*(H_bar[:, j] * 1.08), f"h̄{j + 1}", color="grey", fontsize=10)
+            ax.text(*(H_bar[:, j] * 1.08), rf"$\bar{{h}}_{j + 1}$", color="grey", fontsize=10)
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")

@@ -4,6 +4,12 @@ The page is self-contained (figures embedded as base64 PNG data URIs, no scripts
 style sheets), so it can be mailed or archived as is. Snakemake's own ``snakemake --report``
 works too (the figure rules wrap their PNGs in ``report()`` with the captions of ``report/``);
 this page adds the table of numbers the paper quotes (``docs/paper.md`` §2.4, §2.6).
+
+Sections: the key numbers; the overlays (every run of every dataset on one figure, F1, F2, F3,
+F7); the figures of each dataset; with a ``linear`` section in the config, one section per
+(dataset, embedding) of the linear-model study (NeurIPS 2402.18551: the compatibility and
+separability checks, d > m and rank(H̄), the W^mm solvers' agreement, each optimizer's last
+checkpoint, :func:`linear_numbers`) and its figures, then the 2-D toy; the config.
 """
 
 from __future__ import annotations
@@ -70,6 +76,71 @@ def dataset_numbers(table, reference, svm: Mapping[str, Any],
     return out
 
 
+def linear_numbers(reference, runs: Mapping[str, Any]) -> dict[str, Any]:
+    """The key numbers of one (dataset, embedding) of the linear-model study.
+
+    Parameters
+    ----------
+    reference : xarray.Dataset
+        ``linear/{embedding}/reference.zarr`` (``H_bar``, ``W_star``, ``W_mm``,
+        ``W_mm_by_solver``; attrs of the feasibility solves: ``compatible``,
+        ``compatibility_residual``, ``separable``, ``margin``, ``statuses``, ``max_violation``).
+    runs : mapping of str to xarray.Dataset
+        optimizer name → ``linear/{embedding}/train/{optimizer}.zarr``.
+
+    Returns
+    -------
+    dict
+        ``d, m, V, n, entropy``; ``rank_H_bar`` and ``overparameterized`` (d > m and rank(H̄) = m,
+        Lemma 1) recomputed from ``H_bar``; the checks' verdicts with their residual and margin γ*
+        (from the solves' attrs); ``norm_W_star``, ``norm_W_mm`` from the stored matrices;
+        ``solvers``: per solver its status, ‖W^mm‖ and worst constraint violation;
+        ``solver_agreement`` = max over solver pairs of ‖W_a − W_b‖_F/‖W_b‖_F, recomputed from
+        ``W_mm_by_solver`` (NaN when not separable); ``runs``: per optimizer its step size, last
+        step and, there, CE − H, ‖W‖_F, ⟨Ŵ, Ŵ^mm⟩, that of W − W*, and ‖P_F(W) − W*‖_F.
+    """
+    from ntpgeom.linear import overparameterized
+
+    a = reference.attrs
+    H_bar = reference["H_bar"].transpose("dim", "context").values
+    d, m = H_bar.shape
+    over, rank = overparameterized(H_bar)
+    by_solver = reference["W_mm_by_solver"].transpose("solver", "token", "dim").values
+    names = [str(s) for s in reference["solver"].values]
+    statuses = list(a.get("statuses", [])) or [a.get("status", "")] * len(names)
+    violations = list(a.get("max_violation", [])) or [float("nan")] * len(names)
+    finite = [W for W in by_solver if np.isfinite(W).all()]
+    agreement = (max((np.linalg.norm(A - B) / np.linalg.norm(B) for i, A in enumerate(finite)
+                      for j, B in enumerate(finite) if i != j), default=0.0)
+                 if finite else float("nan"))
+    W_mm = reference["W_mm"].values
+    out: dict[str, Any] = {
+        "d": d, "m": m, "V": int(reference.sizes["token"]), "n": a.get("n"),
+        "entropy": a.get("entropy"), "rank_H_bar": rank, "overparameterized": over,
+        "compatible": bool(a.get("compatible")),
+        "compatibility_residual": float(a.get("compatibility_residual", np.nan)),
+        "separable": bool(a.get("separable")), "margin": float(a.get("margin", np.nan)),
+        "stuck_constraints": a.get("stuck_constraints"),
+        "margin_constraints": a.get("margin_constraints"),
+        "norm_W_star": float(np.linalg.norm(reference["W_star"].values)),
+        "norm_W_mm": float(np.linalg.norm(W_mm)) if np.isfinite(W_mm).all() else float("nan"),
+        "solver_agreement": float(agreement), "solvers": {}, "runs": {}}
+    for name, W, status, violation in zip(names, by_solver, statuses, violations, strict=False):
+        out["solvers"][name] = {"status": status, "violation": float(violation),
+                                "norm": float(np.linalg.norm(W)) if np.isfinite(W).all()
+                                else float("nan")}
+    for name, ds in runs.items():
+        last = ds.isel(step=-1)
+        out["runs"][name] = {
+            "optimizer": ds.attrs.get("optimizer_name", ds.attrs.get("optimizer", name)),
+            "lr": ds.attrs.get("lr"), "step": int(ds["trace_step"].values[-1]),
+            "ce_minus_entropy": float(ds["trace_ce_minus_entropy"].values[-1]),
+            "norm_W": float(ds["trace_norm_W"].values[-1]),
+            "corr_mm": float(last["corr_mm"]), "corr_mm_offset": float(last["corr_mm_offset"]),
+            "in_support_error": float(last["in_support_error"])}
+    return out
+
+
 def _fmt(x: Any) -> str:
     if isinstance(x, bool | np.bool_):
         return str(x)
@@ -109,9 +180,69 @@ figcaption{font-size:90%;color:#444}pre{background:#f7f7f7;padding:1em;overflow-
 """
 
 
+def _figure(section: str, name: str, png: str | os.PathLike, caption: str) -> str:
+    """One embedded PNG (base64 data URI) with its name, path and caption."""
+    data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
+    return (f"<figure id='{html.escape(section)}-{html.escape(name)}'>"
+            f"<img alt='{html.escape(section)}: {html.escape(name)}' "
+            f"src='data:image/png;base64,{data}'>"
+            f"<figcaption><b>{html.escape(name)}</b> "
+            f"({html.escape(str(png))}){_caption_text(caption)}</figcaption></figure>")
+
+
+def _yes_no(flag: bool) -> str:
+    return "yes" if flag else "NO"
+
+
+def _linear_section(key: str, num: Mapping[str, Any],
+                    figures: Sequence[tuple[str, str | os.PathLike]],
+                    captions: Mapping[str, str]) -> list[str]:
+    """The HTML of one (dataset, embedding) of the linear study (``key`` = dataset/embedding)."""
+    parts = [f"<h2 id='linear-{html.escape(key)}'>Linear model: {html.escape(key)}</h2>",
+             "<p>Fixed context embeddings H̄ (d × m), only the decoder W trained (NeurIPS "
+             "2402.18551, <code>docs/paper.md</code> §1.9). From "
+             f"<code>results/{html.escape(key.split('/')[0])}/linear/"
+             f"{html.escape(key.split('/', 1)[1])}/</code>.</p>",
+             "<h3>Conditions</h3>"]
+    rows = [["d > m and rank(H̄) = m (Lemma 1)", _yes_no(num["overparameterized"]),
+             f"d = {num['d']}, m = {num['m']}, rank(H̄) = {num['rank_H_bar']}"],
+            ["NTP_H-compatible (some W^p matches every in-support log-odds)",
+             _yes_no(num["compatible"]),
+             f"residual max|P_F(W* H̄) − L*| = {_fmt(num['compatibility_residual'])} nats"],
+            ["NTP-separable (equal in-support logits, margin ≥ 1 off support)",
+             _yes_no(num["separable"]),
+             f"best normalized margin γ* = {_fmt(num['margin'])}; {num['stuck_constraints']} "
+             f"of {num['margin_constraints']} margin constraints cannot be made positive"]]
+    parts.append(_table(["check", "holds", "evidence"], rows))
+    parts.append(f"<p>V = {num['V']}, n = {num['n']}, H = {_fmt(num['entropy'])} nats; "
+                 f"‖W*‖_F = {_fmt(num['norm_W_star'])}, ‖W^mm‖_F = {_fmt(num['norm_W_mm'])}."
+                 "</p>")
+    parts.append("<h3>W^mm solvers</h3>")
+    parts.append(_table(["solver", "status", "‖W^mm‖_F", "max constraint violation"],
+                        [[s, v["status"], v["norm"], v["violation"]]
+                         for s, v in num["solvers"].items()]))
+    parts.append("<p>Agreement: max over solver pairs of ‖W_a − W_b‖_F / ‖W_b‖_F = "
+                 f"{_fmt(num['solver_agreement'])}.</p>")
+    parts.append("<h3>Optimizers at their last step</h3>")
+    parts.append(_table(["optimizer", "update", "step size η", "step", "CE − H (nats)", "‖W‖_F",
+                         "⟨Ŵ, Ŵ^mm⟩", "⟨(W − W*)^, Ŵ^mm⟩", "‖P_F(W) − W*‖_F"],
+                        [[name, r["optimizer"], r["lr"], r["step"], r["ce_minus_entropy"],
+                          r["norm_W"], r["corr_mm"], r["corr_mm_offset"], r["in_support_error"]]
+                         for name, r in num["runs"].items()]))
+    parts.append("<p>Ŵ = W/‖W‖_F. The theorem (Thm 2) predicts CE − H → 0, ‖W‖ → ∞, both "
+                 "correlations → 1 and ‖P_F(W) − W*‖ → 0.</p>")
+    parts += [_figure(f"linear {key}", name, png, captions.get(f"linear_{name}", ""))
+              for name, png in figures]
+    return parts
+
+
 def render_html(numbers: Mapping[str, Mapping[str, Any]],
                 figures: Mapping[str, Sequence[tuple[str, str | os.PathLike]]],
-                captions: Mapping[str, str], config: Mapping[str, Any]) -> str:
+                captions: Mapping[str, str], config: Mapping[str, Any], *,
+                overlays: Sequence[tuple[str, str | os.PathLike]] = (),
+                linear: Mapping[str, Mapping[str, Any]] | None = None,
+                linear_figures: Mapping[str, Sequence[tuple[str, str | os.PathLike]]] | None
+                = None, toy: str | os.PathLike | None = None) -> str:
     """The report page.
 
     Parameters
@@ -121,9 +252,16 @@ def render_html(numbers: Mapping[str, Mapping[str, Any]],
     figures : mapping
         dataset → [(figure name, PNG path)], in display order; each PNG is embedded.
     captions : mapping
-        figure name → its caption in reStructuredText (``report/<name>.rst``).
+        figure name → its caption in reStructuredText (``report/<name>.rst``; the linear
+        figures' are ``linear_<name>``).
     config : mapping
         The workflow's config, shown as JSON.
+    overlays : sequence
+        [(figure name, PNG path)] of the figures with every dataset's runs, shown first.
+    linear, linear_figures : mapping
+        "dataset/embedding" → :func:`linear_numbers`, and → [(figure name, PNG path)].
+    toy : path
+        The linear study's 2-D toy PNG, if drawn.
     """
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
              "<title>ntpgeom report</title>", f"<style>{CSS}</style></head><body>",
@@ -155,16 +293,25 @@ def render_html(numbers: Mapping[str, Mapping[str, Any]],
         parts.append(_table(header, rows))
     parts.append("<p>dist A → B = ‖A/‖A‖_F − B/‖B‖_F‖_F (0: same direction). The theory "
                  "predicts CE − H → 0, ‖P_F(L) − L*‖ → 0 and dist L → L^mm → 0.</p>")
+    if overlays:
+        from ntpgeom.figures import ALL_DATASETS
+
+        parts.append("<h2>Figures: all datasets</h2><p>The figures the paper overlays (F1, F2, "
+                     "F3, F7): every training run of every dataset on one set of axes, each "
+                     "(dataset, model) in the same colour as in its dataset's own figures "
+                     "(synthetic data gold/orange, real text blue, as the paper's); F7 compares "
+                     "each run with its own dataset's L^mm. The captions are those of the "
+                     "per-dataset figures, read for every dataset.</p>")
+        parts += [_figure(ALL_DATASETS, name, png, captions.get(name, ""))
+                  for name, png in overlays]
     for ds, figs in figures.items():
         parts.append(f"<h2>Figures: {html.escape(ds)}</h2>")
-        for name, png in figs:
-            data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
-            parts.append(f"<figure id='{html.escape(ds)}-{html.escape(name)}'>"
-                         f"<img alt='{html.escape(ds)}: {html.escape(name)}' "
-                         f"src='data:image/png;base64,{data}'>"
-                         f"<figcaption><b>{html.escape(name)}</b> "
-                         f"({html.escape(str(png))}){_caption_text(captions.get(name, ''))}"
-                         "</figcaption></figure>")
+        parts += [_figure(ds, name, png, captions.get(name, "")) for name, png in figs]
+    for key, num in (linear or {}).items():
+        parts += _linear_section(key, num, (linear_figures or {}).get(key, []), captions)
+    if toy:
+        parts.append("<h2>Linear model: the 2-D toy</h2>")
+        parts.append(_figure("linear", "toy", toy, captions.get("linear_toy", "")))
     parts.append("<h2>Configuration</h2><pre>"
                  + html.escape(json.dumps(config, indent=2, sort_keys=True, default=str),
                                quote=False)
@@ -173,11 +320,18 @@ def render_html(numbers: Mapping[str, Mapping[str, Any]],
 
 
 def build_report(out: str | os.PathLike, *, datasets: Mapping[str, Mapping[str, Any]],
-                 captions_dir: str | os.PathLike, config: Mapping[str, Any]) -> Path:
+                 captions_dir: str | os.PathLike, config: Mapping[str, Any],
+                 overlays: Sequence[str | os.PathLike] = (),
+                 linear: Mapping[str, Mapping[str, Any]] | None = None,
+                 toy: str | os.PathLike | None = None) -> Path:
     """Read each dataset's stores and figures and write the report to ``out``.
 
     ``datasets`` maps a dataset to its paths: ``table``, ``reference``, ``svm`` (list),
     ``geometry`` (list of ``.../geometry/{model}/{run}.zarr``) and ``figures`` (list of PNGs).
+    ``overlays``: the PNGs of the figures across datasets (``results/figures/<name>.png``).
+    ``linear`` maps "dataset/embedding" to its paths: ``reference`` (the linear
+    ``reference.zarr``), ``train`` (list of ``.../train/{optimizer}.zarr``), ``figures`` (list of
+    PNGs, ``<name>.png``); ``toy``: the 2-D toy's PNG.
     """
     from ntpgeom.figio import run_id
     from ntpgeom.store import open_store
@@ -190,11 +344,24 @@ def build_report(out: str | os.PathLike, *, datasets: Mapping[str, Mapping[str, 
         numbers[ds] = dataset_numbers(load(paths["table"]), open_store(paths["reference"]), svm,
                                       runs)
         figures[ds] = [(Path(p).stem, p) for p in paths["figures"]]
-    names = {name for figs in figures.values() for name, _ in figs}
+    overlay_figs = [(Path(p).stem, p) for p in overlays]
+    lin_numbers, lin_figures = {}, {}
+    for key, paths in (linear or {}).items():
+        runs = {Path(p).name.removesuffix(".zarr"): open_store(p) for p in paths["train"]}
+        lin_numbers[key] = linear_numbers(open_store(paths["reference"]), runs)
+        lin_figures[key] = [(Path(p).stem, p) for p in paths["figures"]]
+    names = ({name for figs in figures.values() for name, _ in figs}
+             | {name for name, _ in overlay_figs}
+             | {f"linear_{name}" for figs in lin_figures.values() for name, _ in figs}
+             | ({"linear_toy"} if toy else set()))
     captions = {n: (Path(captions_dir) / f"{n}.rst").read_text() for n in names
                 if (Path(captions_dir) / f"{n}.rst").exists()}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(numbers, figures, captions, config), encoding="utf-8")
-    log.info("wrote %s (%d figures)", out, sum(len(f) for f in figures.values()))
+    out.write_text(render_html(numbers, figures, captions, config, overlays=overlay_figs,
+                               linear=lin_numbers, linear_figures=lin_figures, toy=toy),
+                   encoding="utf-8")
+    log.info("wrote %s (%d figures)", out,
+             sum(len(f) for f in figures.values()) + len(overlay_figs)
+             + sum(len(f) for f in lin_figures.values()) + bool(toy))
     return out
