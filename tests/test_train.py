@@ -278,8 +278,10 @@ def test_resume_after_sigkill_gives_the_unkilled_store(tmp_path):
 
     table = ksubset_table(6, 2)
     table.save(tmp_path / "table.zarr")
+    # Long enough that the run is still going when the kill lands right after the first save,
+    # however quiet the machine (a 0.5 s wait after 800 steps raced with the end of the run).
     args = ["train", str(tmp_path / "table.zarr"), "--model", "ufm", "--d", "8", "--epochs",
-            "800", "--lr", "0.01", "--milestones", "400", "--device", "cpu", "--threads", "1",
+            "3000", "--lr", "0.01", "--milestones", "1500", "--device", "cpu", "--threads", "1",
             # every ~20 ms: the kill lands after some save, whatever the machine's speed
             "--save-every-s", "0.02", "--no-progress"]
 
@@ -292,6 +294,7 @@ def test_resume_after_sigkill_gives_the_unkilled_store(tmp_path):
             while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.02)
             time.sleep(kill_after)
+            assert proc.poll() is None, "the run ended before it could be killed"
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             assert proc.returncode == -signal.SIGKILL
@@ -300,10 +303,10 @@ def test_resume_after_sigkill_gives_the_unkilled_store(tmp_path):
         assert proc.returncode == 0, err
 
     killed = tmp_path / "killed" / "d8-seed0.zarr"
-    run(killed, kill_after=0.5)
+    run(killed, kill_after=0.05)
     assert not killed.exists()  # killed mid-run
     step = torch.load(T.checkpoint_path(killed), weights_only=True)["trainer"]["step"]
-    assert 0 < step < 800
+    assert 0 < step < 3000
     run(killed)  # resumes
     clean = tmp_path / "clean" / "d8-seed0.zarr"
     run(clean)
