@@ -1,6 +1,7 @@
 """Table-builder throughput and memory on 2, 20 and 200 MB corpora (the sample, repeated).
 
-Each measurement runs in a fresh subprocess, so peak RSS (ru_maxrss) is that build's alone. The
+Each measurement runs in a fresh subprocess, so peak RSS (ru_maxrss) is that build's alone; the
+peak of numpy/Python allocations (tracemalloc) is measured in a run of its own. The
 baseline is the issue's reference point: `re.findall` + `collections.Counter` over 5-gram pairs,
 which holds every distinct pair in memory. Run: `make bench` or `python benchmarks/tables.py`.
 """
@@ -8,6 +9,7 @@ which holds every distinct pair in memory. Run: `make bench` or `python benchmar
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -19,6 +21,16 @@ SAMPLE = ROOT.parent / "shared" / "data" / "tinystories_sample.txt"
 WORKER = r"""
 import json, resource, sys, time
 path, kind = sys.argv[1], sys.argv[2]
+if kind == "traced":  # numpy and Python allocations only, in a run of its own (tracing is slower)
+    import tracemalloc
+    from ntpgeom import corpus, ngrams
+    from ntpgeom.tokenize import WordTokenizer
+    WordTokenizer().encode(b"warm up")
+    tracemalloc.start()
+    ngrams.count_pairs(corpus.read_text(path), WordTokenizer(), context_length=5,
+                       candidates=25600, min_count=2, progress=False)
+    print(json.dumps({"traced_mb": tracemalloc.get_traced_memory()[1] / 2**20}))
+    sys.exit()
 start = time.perf_counter()
 if kind == "ntpgeom":
     from ntpgeom import corpus, ngrams
@@ -67,15 +79,19 @@ def main() -> None:
             kinds = ["ntpgeom", "baseline"] if repeat <= 10 else ["ntpgeom"]
             for kind in kinds:
                 r = measure(path, kind)
+                traced = measure(path, "traced")["traced_mb"] if kind == "ntpgeom" else None
                 rows.append((r["bytes"] / 1e6, kind, r["bytes"] / 1e6 / r["seconds"],
-                             r["pairs"] / r["seconds"] / 1e6, r["peak_mb"], r["seconds"]))
+                             r["pairs"] / r["seconds"] / 1e6, r["peak_mb"], traced))
                 print(f"{rows[-1][0]:7.1f} MB  {kind:9s} {rows[-1][2]:6.1f} MB/s  "
-                      f"{rows[-1][3]:5.2f} M pairs/s  peak {rows[-1][4]:6.0f} MB  "
-                      f"({rows[-1][5]:.1f} s)", flush=True)
-    print("\n| corpus | builder | MB/s | M pairs/s | peak RSS |\n|---|---|---|---|---|")
-    for mb, kind, speed, pps, peak, _ in rows:
+                      f"{rows[-1][3]:5.2f} M pairs/s  peak RSS {rows[-1][4]:6.0f} MB  "
+                      f"({r['seconds']:.1f} s)", flush=True)
+    print(f"\nload average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print("| corpus | builder | MB/s | M pairs/s | peak RSS | peak allocated |\n"
+          "|---|---|---|---|---|---|")
+    for mb, kind, speed, pps, peak, traced in rows:
         name = "ntpgeom (2 passes, exact)" if kind == "ntpgeom" else "re.findall + Counter"
-        print(f"| {mb:.0f} MB | {name} | {speed:.1f} | {pps:.2f} | {peak:.0f} MB |")
+        alloc = f"{traced:.0f} MB" if traced is not None else "–"
+        print(f"| {mb:.0f} MB | {name} | {speed:.1f} | {pps:.2f} | {peak:.0f} MB | {alloc} |")
 
 
 if __name__ == "__main__":

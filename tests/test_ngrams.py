@@ -101,6 +101,15 @@ def test_word_tokenizer_matches_the_documented_rule():
         assert tok.strings(ids) == re.findall(r"\w+|[^\w\s]", text.lower()), text
 
 
+def test_tokenizer_resumes_when_its_new_token_buffer_fills(monkeypatch):
+    from ntpgeom.tokenize import _RawTable
+
+    monkeypatch.setattr(_RawTable, "NEW_CAPACITY", 3)
+    text = "a b c d e f g a b h i j k l m n o p “q” x_1"
+    tok = WordTokenizer()
+    assert tok.strings(tok.encode(text.encode())) == re.findall(r"\w+|[^\w\s]", text)
+
+
 def select(docs, K=2, **kw):  # noqa: N803
     tok = WordTokenizer()
     pc = ngrams.count_pairs(corpus.read_documents(docs), tok, context_length=K, progress=False)

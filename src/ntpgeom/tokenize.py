@@ -103,37 +103,48 @@ class _RawTable:
     split further by :class:`WordTokenizer` with the Unicode-aware rule, once per distinct run.
     """
 
+    #: New raw tokens recorded per kernel call; the scan pauses when it fills. Reused across
+    #: chunks: per-byte scratch arrays made peak memory creep with the corpus size (heap
+    #: fragmentation of large, short-lived allocations).
+    NEW_CAPACITY = 1 << 16
+
     def __init__(self, size: int = 1 << 16) -> None:
         self.keys = np.zeros(size, dtype=np.uint64)
         self.vals = np.zeros(size, dtype=np.int32)
         self.n = 0
+        self._starts = np.empty(self.NEW_CAPACITY, dtype=np.int64)
+        self._ends = np.empty(self.NEW_CAPACITY, dtype=np.int64)
         boundary = np.zeros(1, dtype=np.uint8)
         self.scan(boundary)  # raw id 0 is the boundary byte, b"\x00"
 
     def scan(self, buf: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int]]]:
         out = np.empty(len(buf), dtype=np.int32)
-        starts = np.empty(len(buf), dtype=np.int64)
-        ends = np.empty(len(buf), dtype=np.int64)
-        k = pos = new = 0
+        spans: list[tuple[int, int]] = []
+        k = pos = 0
         while True:
             k, self.n, pos, new = _scan(buf, pos, _CLASSES, self.keys, self.vals, self.n,
-                                        len(self.keys) // 2, out, k, starts, ends, new)
+                                        len(self.keys) // 2, out, k, self._starts, self._ends)
+            spans += zip(self._starts[:new].tolist(), self._ends[:new].tolist(), strict=True)
             if pos >= len(buf):
                 break
-            keys, vals = self.keys, self.vals  # half full: double and rehash, then go on
-            self.keys = np.zeros(2 * len(keys), dtype=np.uint64)
-            self.vals = np.zeros(2 * len(keys), dtype=np.int32)
-            _rehash(keys, vals, self.keys, self.vals)
-        return out[:k], list(zip(starts[:new].tolist(), ends[:new].tolist(), strict=True))
+            if self.n >= len(self.keys) // 2:  # half full: double and rehash, then go on
+                keys, vals = self.keys, self.vals
+                self.keys = np.zeros(2 * len(keys), dtype=np.uint64)
+                self.vals = np.zeros(2 * len(keys), dtype=np.int32)
+                _rehash(keys, vals, self.keys, self.vals)
+        return out[:k], spans
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan(buf, pos, cls, keys, vals, n_raw, limit, out, k, starts, ends, new):  # pragma: no cover
-    """Raw ids of the raw tokens of ``buf[pos:]`` into ``out[k:]``; new ones get the next ids.
+def _scan(buf, pos, cls, keys, vals, n_raw, limit, out, k, starts, ends):  # pragma: no cover
+    """Raw ids of the raw tokens of ``buf[pos:]`` into ``out[k:]``; new ones get the next ids,
+    their spans go to ``starts``/``ends``.
 
-    Stops before inserting past ``limit`` entries and returns where it stopped.
+    Stops before inserting past ``limit`` table entries or ``len(starts)`` new tokens, and
+    returns where it stopped.
     """
     mask = keys.shape[0] - 1
+    new = 0
     n = buf.shape[0]
     i = pos
     while i < n:
@@ -157,7 +168,7 @@ def _scan(buf, pos, cls, keys, vals, n_raw, limit, out, k, starts, ends, new):  
                 out[k] = vals[slot]
                 break
             if keys[slot] == 0:
-                if n_raw >= limit:
+                if n_raw >= limit or new >= starts.shape[0]:
                     return k, n_raw, start, new
                 keys[slot] = h
                 vals[slot] = n_raw
