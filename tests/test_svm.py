@@ -71,6 +71,34 @@ def test_projection_is_the_nearest_feasible_point():
         assert ((X[:, j] - y) ** 2).sum() <= dist2(t) + 1e-12
 
 
+def _project_with_torch_sort(Y, supp, n_in):
+    """The water-filling projection exactly as first written (``torch.sort``): the reference."""
+    total_in = torch.where(supp, Y, 0.0).sum(dim=1)
+    u = torch.where(supp, -math.inf, Y + 1.0)
+    top = torch.sort(u, dim=1, descending=True).values
+    k = torch.arange(1, Y.shape[1] + 1, dtype=Y.dtype)
+    t_k = (total_in[:, None] + torch.cumsum(top, dim=1)) / (n_in[:, None] + k)
+    t = torch.maximum(total_in / n_in, t_k.max(dim=1).values)
+    return torch.where(supp, t[:, None], torch.minimum(Y, t[:, None] - 1.0))
+
+
+@pytest.mark.parametrize(("V", "m", "density"), [(12, 40, 0.3), (104, 400, 0.05), (50, 30, 0.9)])
+def test_projection_is_bit_identical_to_the_torch_sort_reference(V, m, density):  # noqa: N803
+    """The CPU projection sorts with numpy (faster); it must give exactly the same numbers,
+    including with ties (integer-valued inputs) and rows with a single out-of-support token."""
+    rng = np.random.default_rng(V)
+    S = rng.random((m, V)) < density
+    S[~S.any(axis=1), 0] = True
+    S[0] = True
+    S[0, 1] = False  # one out-of-support token only
+    supp = torch.as_tensor(S)
+    n_in = supp.sum(1).double()
+    for Y in (rng.normal(scale=3.0, size=(m, V)), rng.integers(-3, 3, size=(m, V)).astype(float)):
+        Y = torch.as_tensor(Y)
+        assert torch.equal(project_constraints(Y, supp, n_in),
+                           _project_with_torch_sort(Y, supp, n_in))
+
+
 @pytest.mark.parametrize("shape", [(50, 12), (12, 50)])
 def test_singular_value_threshold_matches_svd(shape):
     rng = np.random.default_rng(0)

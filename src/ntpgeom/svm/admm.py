@@ -130,11 +130,25 @@ def project_constraints(Y: torch.Tensor, support: torch.Tensor, n_in: torch.Tens
     total_in = torch.where(support, Y, 0.0).sum(dim=1)
     # In-support entries sort last (−inf); their cumsums give t_k = −inf, never the max.
     u = torch.where(support, -math.inf, Y + 1.0)
-    top = torch.sort(u, dim=1, descending=True).values
+    top = _sort_descending(u)
     k = torch.arange(1, Y.shape[1] + 1, dtype=Y.dtype, device=Y.device)
     t_k = (total_in[:, None] + torch.cumsum(top, dim=1)) / (n_in[:, None] + k)
     t = torch.maximum(total_in / n_in, t_k.max(dim=1).values)
     return torch.where(support, t[:, None], torch.minimum(Y, t[:, None] - 1.0))
+
+
+def _sort_descending(u: torch.Tensor) -> torch.Tensor:
+    """The rows of u sorted in descending order, as a new tensor (u may be overwritten).
+
+    On the CPU, numpy's row sort is 5–8x faster than ``torch.sort`` (m × V = 400 × 104: 0.18 vs
+    1.5 ms; 3000 × 500: 16 vs 82 ms, one thread), and it was the largest single cost of an ADMM
+    iteration. Both return the same values in the same order, so the projection is bit-identical.
+    """
+    if u.device.type != "cpu":
+        return torch.sort(u, dim=1, descending=True).values
+    neg = u.neg_().numpy()  # −u ascending = u descending; −(−inf) = +inf still sorts last
+    neg.sort(axis=1)
+    return torch.from_numpy(neg).neg_()
 
 
 def _gram_eigh(Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
