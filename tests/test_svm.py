@@ -27,7 +27,9 @@ from ntpgeom.errors import UserError
 from ntpgeom.reference import centered_support, constraint_violation, nuclear_norm, reldir
 from ntpgeom.svm import SOLVERS, check_table, is_ksubset, load_table, solve, solve_options
 from ntpgeom.svm.admm import (
+    _certificate,
     _dual_bound,
+    _extrapolated_dual,
     project_constraints,
     singular_value_threshold,
     solve_admm,
@@ -124,6 +126,28 @@ def test_dual_bound_never_exceeds_the_optimum():
         Y = torch.as_tensor(rng.normal(size=(40, 15)))
         assert float(_dual_bound(Y, supp, n_in)) <= opt * (1 + 1e-12)
     assert opt <= nuclear_norm(centered_support(S)) * (1 + 1e-12)
+
+
+def test_dual_extrapolation_is_exact_on_a_geometric_sequence_and_stays_a_bound():
+    rng = np.random.default_rng(4)
+    Y_star, E = (torch.as_tensor(rng.normal(size=(30, 8))) for _ in range(2))
+    # Y_k = Y* + q^k E with ρ changing in between (ρU is what counts): the limit is Y*.
+    duals = [(rho, (Y_star + 0.9**k * E) / rho) for k, rho in ((10, 1.0), (11, 2.0), (12, 2.0))]
+    np.testing.assert_allclose(_extrapolated_dual(duals).numpy(), Y_star.numpy(), atol=1e-12)
+    assert _extrapolated_dual(duals[1:]) is None
+    # Diverging (q > 1): no extrapolation, the newest dual itself.
+    grow = [(1.0, Y_star + 2.0**k * E) for k in range(3)]
+    assert torch.equal(_extrapolated_dual(grow), grow[-1][1])
+    # Whatever the candidates, the certificate is a lower bound on the optimum.
+    table = random_table(15, 40, seed=3)
+    S = table.S()
+    opt = solve_admm(S, device="cpu").nuclear_norm
+    supp = torch.as_tensor(S.T.copy())
+    for _ in range(10):
+        duals = [(1.0, torch.as_tensor(rng.normal(size=(40, 15)))) for _ in range(3)]
+        X = torch.as_tensor(centered_support(S).T.copy())
+        upper, lower = _certificate(X, duals, supp, supp.sum(1).double())
+        assert lower <= opt * (1 + 1e-12) <= upper * (1 + 2e-12)
 
 
 # --- k-subset tables: L^mm = S̄ ------------------------------------------------------------------

@@ -21,7 +21,10 @@ and Y = ρU satisfies the linear constraints after every X step. Repairing any Y
 feasibility (clamp, re-center, scale to spectral norm ≤ 1) gives a lower bound on ‖L^mm‖_*; the
 iterate X is exactly feasible, so ‖X‖_* is an upper bound. Their relative difference is the
 *certified* gap the solver stops on (together with small residuals: the objective is flat near
-the optimum, so a small gap alone under-resolves L).
+the optimum, so a small gap alone under-resolves L). The primal side converges far faster than
+the dual side (r104x400: ‖X‖_* is within 3e-10 of the optimum when ρU's bound is 1.8e-7 off), so
+the bound is also taken at an extrapolation of the linearly converging dual sequence; any
+candidate is repaired the same way, so the bound is certified whatever the candidate.
 
 Only torch and numpy are imported here, so the solver runs on a bare GPU machine.
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -190,7 +194,8 @@ def _dual_bound(Y: torch.Tensor, support: torch.Tensor, n_in: torch.Tensor) -> t
     """
     Y = torch.where(support, Y, Y.clamp_min(0.0))
     Y = Y - torch.where(support, (Y.sum(dim=1) / n_in)[:, None], 0.0)
-    lam, _, _ = _gram_eigh(Y)  # the largest eigenvalue is accurate to ~eps relative
+    G = Y.mT @ Y if Y.shape[0] >= Y.shape[1] else Y @ Y.mT
+    lam = torch.linalg.eigvalsh(G)  # the largest eigenvalue is accurate to ~eps relative
     spectral = lam[-1].clamp_min(0.0).sqrt()
     return torch.where(support, 0.0, Y).sum() / torch.clamp(spectral, min=1.0)
 
@@ -201,11 +206,38 @@ def _nuclear_norm(X: torch.Tensor) -> torch.Tensor:
     return torch.linalg.svdvals(X).sum()
 
 
-def _certificate(X: torch.Tensor, Y: torch.Tensor, support: torch.Tensor,
+def _extrapolated_dual(duals) -> torch.Tensor | None:
+    """Aitken-style extrapolation of the dual sequence Y_k = ρ_k U_k from its last three terms.
+
+    ADMM converges linearly, and near the end the dual error shrinks by an almost constant factor
+    q per iteration, so Y_k + (Y_k − Y_{k−1}) q/(1 − q), q = ‖Y_k − Y_{k−1}‖/‖Y_{k−1} − Y_{k−2}‖,
+    is much nearer Y* than Y_k (r104x400: dual-side gap 1.8e-7 → 3.9e-9 at iteration 200). It is
+    only ever a *candidate*: :func:`_dual_bound` repairs any Y, so the bound stays certified.
+    """
+    if len(duals) < 3:
+        return None
+    (r0, U0), (r1, U1), (r2, U2) = duals
+    d1 = r2 * U2 - r1 * U1
+    q = torch.linalg.vector_norm(d1) / torch.linalg.vector_norm(r1 * U1 - r0 * U0).clamp_min(1e-300)
+    # q ≥ 1 (not contracting): no extrapolation; cap the factor at 1000 (q ≤ 0.999).
+    c = torch.where(q < 0.999, q / (1.0 - q.clamp_max(0.999)), 0.0)
+    return r2 * U2 + c * d1
+
+
+def _certificate(X: torch.Tensor, duals, support: torch.Tensor,
                  n_in: torch.Tensor) -> tuple[float, float]:
-    """(‖X‖_*, dual lower bound), with one host sync."""
-    upper, lower = torch.stack([_nuclear_norm(X), _dual_bound(Y, support, n_in)]).tolist()
-    return upper, lower
+    """(‖X‖_*, dual lower bound), with one host sync.
+
+    ``duals`` holds the last (ρ, U) pairs, newest last; the bound is the better of the repaired
+    current dual ρU and its extrapolation (:func:`_extrapolated_dual`). Both are valid bounds.
+    """
+    rho, U = duals[-1]
+    bounds = [_nuclear_norm(X), _dual_bound(rho * U, support, n_in)]
+    Y_ext = _extrapolated_dual(duals)
+    if Y_ext is not None:
+        bounds.append(_dual_bound(Y_ext, support, n_in))
+    upper, *lower = torch.stack(bounds).tolist()
+    return upper, max(lower)
 
 
 # --- the solver ----------------------------------------------------------------------------------
@@ -282,6 +314,9 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
         "lower_bound", "gap")}
     status, it = "iteration_limit", 0
     upper = lower = gap = math.nan
+    # Every repaired dual bounds ‖L^mm‖_* from below, so the best one so far is kept.
+    best_lower = -math.inf
+    duals: deque[tuple[float, torch.Tensor]] = deque(maxlen=3)  # (ρ, U) of the last iterations
     _sync(dev)
     start = time.perf_counter()
     last_log = start
@@ -294,6 +329,7 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
         L_hat = L if relax == 1.0 else relax * L + (1.0 - relax) * X_prev
         X = project_constraints(L_hat + U, supp, n_in)
         U = U + L_hat - X
+        duals.append((rho, U))
         if not check:
             continue
         # One host sync for the four norms.
@@ -307,7 +343,8 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
         # and every 10th check for the history.
         want_gap = (r_rel <= residual_tol and s_rel <= residual_tol) or it % (10 * check_every) == 0
         if want_gap:
-            upper, lower = _certificate(X, rho * U, supp, n_in)
+            upper, lower = _certificate(X, duals, supp, n_in)
+            best_lower = lower = max(lower, best_lower)
             gap = (upper - lower) / upper
         elapsed = time.perf_counter() - start
         nan = math.nan
@@ -336,7 +373,8 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
     seconds = time.perf_counter() - start
     if status != "optimal":
         # The final certificate, whatever happened at the last check.
-        upper, lower = _certificate(X, rho * U, supp, n_in)
+        upper, lower = _certificate(X, duals, supp, n_in)
+        lower = max(lower, best_lower)
         gap = (upper - lower) / upper
         log.warning("admm: stopped by %s after %d iterations (%.1f s) at certified gap %.2e > %.1e",
                     status, it, seconds, gap, gap_tol)
