@@ -326,9 +326,10 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
         X_prev = X
         # Over-relaxation (Boyd et al. 2011, §3.4.3): L̂ = αL + (1 − α)X in place of L. U stays
         # ρ⁻¹ × a normal vector of C at X, so the dual certificate is unaffected.
-        L_hat = L if relax == 1.0 else relax * L + (1.0 - relax) * X_prev
-        X = project_constraints(L_hat + U, supp, n_in)
-        U = U + L_hat - X
+        # lerp(X, L, α) = X + α(L − X) = αL + (1 − α)X in one pass; W − X = U + L̂ − X.
+        W = L + U if relax == 1.0 else torch.lerp(X_prev, L, relax).add_(U)
+        X = project_constraints(W, supp, n_in)
+        U = W.sub_(X)
         duals.append((rho, U))
         if not check:
             continue
