@@ -238,6 +238,31 @@ def test_iteration_limit_keeps_a_valid_certificate():
     assert max(constraint_violation(res.L, S)) <= 1e-12
 
 
+@pytest.mark.parametrize("float32_until", [0.0, 1e-5])
+def test_float32_phase_keeps_the_float64_certificate(float32_until):
+    """A float32 start phase changes the path, not the answer: same optimum within the gap,
+    an exactly feasible float64 L, and a certified gap (closed form from a random start too)."""
+    S = random_table(30, 90, seed=1).S()
+    ref = solve_admm(S, device="cpu", float32_until=0.0)
+    res = solve_admm(S, device="cpu", float32_until=float32_until)
+    assert res.status == "optimal" and res.gap <= 1e-8 and res.L.dtype == np.float64
+    assert max(constraint_violation(res.L, S)) <= 1e-12
+    assert abs(res.nuclear_norm - ref.nuclear_norm) <= 2e-8 * ref.nuclear_norm
+    assert res.lower_bound <= ref.nuclear_norm * (1 + 1e-12)
+    assert reldir(res.L, ref.L) <= 1e-5
+    K = ksubset_table(7, 3).S()  # noqa: N806
+    k = solve_admm(K, device="cpu", init="random", float32_until=float32_until)
+    assert k.status == "optimal" and rel(k.L, centered_support(K)) <= 1e-7
+
+
+def test_iteration_limit_in_the_float32_phase_certifies_in_float64():
+    S = random_table(30, 90, seed=1).S()
+    res = solve_admm(S, device="cpu", max_iter=20, float32_until=1e-9)
+    assert res.status == "iteration_limit" and res.L.dtype == np.float64
+    assert max(constraint_violation(res.L, S)) <= 1e-12
+    assert res.lower_bound <= res.nuclear_norm and np.isfinite(res.gap)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_admm_on_cuda_matches_cpu():

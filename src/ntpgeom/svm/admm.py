@@ -52,6 +52,10 @@ DTYPE = torch.float64
 #: 400×104 SVT kernel is 0.72 ms on one CPU core, 1.5 ms on an H100).
 AUTO_CUDA_MIN_ENTRIES = 100_000
 
+#: Default ``float32_until`` on the CPU: the relative residuals at which the float32 start phase
+#: hands over to float64 (see :func:`solve_admm`).
+FLOAT32_UNTIL = 1e-5
+
 
 @dataclass
 class AdmmResult:
@@ -246,6 +250,7 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
                residual_tol: float = 1e-7, max_iter: int = 100_000,
                time_limit: float | None = None, check_every: int = 10, rho: float | None = None,
                relax: float = 1.8, init: str = "centered_support",
+               float32_until: float | None = None,
                log_every_seconds: float = 10.0) -> AdmmResult:
     """Solve the NTP-SVM (``docs/paper.md`` §1.5) to a certified relative duality gap.
 
@@ -277,6 +282,14 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
         Starting point X₀: S̄ (feasible, and already optimal for k-subset tables) or standard
         normal entries, seed 0 (used by the tests, so that the k-subset check exercises the
         iterations; note Π_C(0) = S̄, so a zero start would not).
+    float32_until : float or None
+        If > 0, iterate in float32 until both relative residuals are ≤ this (or have not fallen
+        for 3 checks), then in float64 to the end; the certificate is only ever taken in float64,
+        on a float64 feasible iterate, so the result is as certified as a float64-only run. A
+        float32 iteration costs half as much on the CPU (3000 × 500: 92 vs 180 ms; 400 × 104:
+        1.9 vs 3.9 ms), and 1e-5 left the iteration count unchanged on r104x400 and r500x3000
+        (1e-6 added 30% on r104x400: float32 stalls). 0: float64 throughout. None (default):
+        :data:`FLOAT32_UNTIL` on the CPU, 0 on CUDA (not measured there).
     log_every_seconds : float
         Interval of the progress log lines (INFO).
 
@@ -289,6 +302,8 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
     S = np.asarray(support, dtype=bool)
     V, m = S.shape
     dev = resolve_device(device, V * m)
+    if float32_until is None:
+        float32_until = FLOAT32_UNTIL if dev.type == "cpu" else 0.0
     t_setup = time.perf_counter()
     supp = torch.as_tensor(np.ascontiguousarray(S.T), device=dev)  # (m, V)
     n_in = supp.sum(dim=1).to(DTYPE)
@@ -304,6 +319,11 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
     else:
         raise ValueError(f"unknown init {init!r}; choose from centered_support, random")
     U = torch.zeros_like(X)
+    low_precision = float32_until > 0
+    n_in64 = n_in
+    if low_precision:
+        X, U, n_in = X.float(), U.float(), n_in.float()
+    stall, best_res = 0, math.inf
     if rho is None:
         rho = 10.0 / max(float(torch.linalg.matrix_norm(S_bar, 2)), 1e-12)
     log.info("admm: V=%d, m=%d on %s, gap_tol=%.1e, residual_tol=%.1e, rho0=%.3g", V, m, dev,
@@ -343,6 +363,16 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
         # The gap costs an SVD and an eigh: evaluate it once the residuals say it may pass,
         # and every 10th check for the history.
         want_gap = (r_rel <= residual_tol and s_rel <= residual_tol) or it % (10 * check_every) == 0
+        if low_precision:
+            want_gap = False
+            stall = stall + 1 if max(r_rel, s_rel) >= best_res else 0
+            best_res = min(best_res, max(r_rel, s_rel))
+            if max(r_rel, s_rel) <= float32_until or stall >= 3:
+                low_precision = False
+                X, U, n_in = X.double(), U.double(), n_in64
+                duals.clear()
+                log.info("admm: float64 from iteration %d (residuals %.1e, %.1e)", it, r_rel,
+                         s_rel)
         if want_gap:
             upper, lower = _certificate(X, duals, supp, n_in)
             best_lower = lower = max(lower, best_lower)
@@ -370,6 +400,10 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
         elif s_rel > 10 * r_rel:
             rho /= 2.0
             U = U * 2.0
+    if low_precision:  # stopped while still in float32: certify a float64 feasible point
+        X = project_constraints(X.double(), supp, n_in64)
+        duals = deque([(rho, U.double())])
+        n_in = n_in64
     _sync(dev)
     seconds = time.perf_counter() - start
     if status != "optimal":
