@@ -27,7 +27,9 @@ from ntpgeom.errors import UserError
 from ntpgeom.reference import centered_support, constraint_violation, nuclear_norm, reldir
 from ntpgeom.svm import SOLVERS, check_table, is_ksubset, load_table, solve, solve_options
 from ntpgeom.svm.admm import (
+    _certificate,
     _dual_bound,
+    _extrapolated_dual,
     project_constraints,
     singular_value_threshold,
     solve_admm,
@@ -71,6 +73,34 @@ def test_projection_is_the_nearest_feasible_point():
         assert ((X[:, j] - y) ** 2).sum() <= dist2(t) + 1e-12
 
 
+def _project_with_torch_sort(Y, supp, n_in):
+    """The water-filling projection exactly as first written (``torch.sort``): the reference."""
+    total_in = torch.where(supp, Y, 0.0).sum(dim=1)
+    u = torch.where(supp, -math.inf, Y + 1.0)
+    top = torch.sort(u, dim=1, descending=True).values
+    k = torch.arange(1, Y.shape[1] + 1, dtype=Y.dtype)
+    t_k = (total_in[:, None] + torch.cumsum(top, dim=1)) / (n_in[:, None] + k)
+    t = torch.maximum(total_in / n_in, t_k.max(dim=1).values)
+    return torch.where(supp, t[:, None], torch.minimum(Y, t[:, None] - 1.0))
+
+
+@pytest.mark.parametrize(("V", "m", "density"), [(12, 40, 0.3), (104, 400, 0.05), (50, 30, 0.9)])
+def test_projection_is_bit_identical_to_the_torch_sort_reference(V, m, density):  # noqa: N803
+    """The CPU projection sorts with numpy (faster); it must give exactly the same numbers,
+    including with ties (integer-valued inputs) and rows with a single out-of-support token."""
+    rng = np.random.default_rng(V)
+    S = rng.random((m, V)) < density
+    S[~S.any(axis=1), 0] = True
+    S[0] = True
+    S[0, 1] = False  # one out-of-support token only
+    supp = torch.as_tensor(S)
+    n_in = supp.sum(1).double()
+    for Y in (rng.normal(scale=3.0, size=(m, V)), rng.integers(-3, 3, size=(m, V)).astype(float)):
+        Y = torch.as_tensor(Y)
+        assert torch.equal(project_constraints(Y, supp, n_in),
+                           _project_with_torch_sort(Y, supp, n_in))
+
+
 @pytest.mark.parametrize("shape", [(50, 12), (12, 50)])
 def test_singular_value_threshold_matches_svd(shape):
     rng = np.random.default_rng(0)
@@ -96,6 +126,28 @@ def test_dual_bound_never_exceeds_the_optimum():
         Y = torch.as_tensor(rng.normal(size=(40, 15)))
         assert float(_dual_bound(Y, supp, n_in)) <= opt * (1 + 1e-12)
     assert opt <= nuclear_norm(centered_support(S)) * (1 + 1e-12)
+
+
+def test_dual_extrapolation_is_exact_on_a_geometric_sequence_and_stays_a_bound():
+    rng = np.random.default_rng(4)
+    Y_star, E = (torch.as_tensor(rng.normal(size=(30, 8))) for _ in range(2))
+    # Y_k = Y* + q^k E with ρ changing in between (ρU is what counts): the limit is Y*.
+    duals = [(rho, (Y_star + 0.9**k * E) / rho) for k, rho in ((10, 1.0), (11, 2.0), (12, 2.0))]
+    np.testing.assert_allclose(_extrapolated_dual(duals).numpy(), Y_star.numpy(), atol=1e-12)
+    assert _extrapolated_dual(duals[1:]) is None
+    # Diverging (q > 1): no extrapolation, the newest dual itself.
+    grow = [(1.0, Y_star + 2.0**k * E) for k in range(3)]
+    assert torch.equal(_extrapolated_dual(grow), grow[-1][1])
+    # Whatever the candidates, the certificate is a lower bound on the optimum.
+    table = random_table(15, 40, seed=3)
+    S = table.S()
+    opt = solve_admm(S, device="cpu").nuclear_norm
+    supp = torch.as_tensor(S.T.copy())
+    for _ in range(10):
+        duals = [(1.0, torch.as_tensor(rng.normal(size=(40, 15)))) for _ in range(3)]
+        X = torch.as_tensor(centered_support(S).T.copy())
+        upper, lower = _certificate(X, duals, supp, supp.sum(1).double())
+        assert lower <= opt * (1 + 1e-12) <= upper * (1 + 2e-12)
 
 
 # --- k-subset tables: L^mm = S̄ ------------------------------------------------------------------
@@ -184,6 +236,31 @@ def test_iteration_limit_keeps_a_valid_certificate():
     assert res.status == "iteration_limit" and res.iterations == 20
     assert res.lower_bound <= res.nuclear_norm and res.gap > 1e-8
     assert max(constraint_violation(res.L, S)) <= 1e-12
+
+
+@pytest.mark.parametrize("float32_until", [0.0, 1e-5])
+def test_float32_phase_keeps_the_float64_certificate(float32_until):
+    """A float32 start phase changes the path, not the answer: same optimum within the gap,
+    an exactly feasible float64 L, and a certified gap (closed form from a random start too)."""
+    S = random_table(30, 90, seed=1).S()
+    ref = solve_admm(S, device="cpu", float32_until=0.0)
+    res = solve_admm(S, device="cpu", float32_until=float32_until)
+    assert res.status == "optimal" and res.gap <= 1e-8 and res.L.dtype == np.float64
+    assert max(constraint_violation(res.L, S)) <= 1e-12
+    assert abs(res.nuclear_norm - ref.nuclear_norm) <= 2e-8 * ref.nuclear_norm
+    assert res.lower_bound <= ref.nuclear_norm * (1 + 1e-12)
+    assert reldir(res.L, ref.L) <= 1e-5
+    K = ksubset_table(7, 3).S()  # noqa: N806
+    k = solve_admm(K, device="cpu", init="random", float32_until=float32_until)
+    assert k.status == "optimal" and rel(k.L, centered_support(K)) <= 1e-7
+
+
+def test_iteration_limit_in_the_float32_phase_certifies_in_float64():
+    S = random_table(30, 90, seed=1).S()
+    res = solve_admm(S, device="cpu", max_iter=20, float32_until=1e-9)
+    assert res.status == "iteration_limit" and res.L.dtype == np.float64
+    assert max(constraint_violation(res.L, S)) <= 1e-12
+    assert res.lower_bound <= res.nuclear_norm and np.isfinite(res.gap)
 
 
 @pytest.mark.gpu
