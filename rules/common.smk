@@ -33,7 +33,9 @@ def canonical(value):
     """The same value with every dict's keys sorted, recursively.
 
     Snakemake compares params as written, so reordering the keys of a config entry would
-    otherwise rerun a rule and everything downstream of it.
+    otherwise rerun a rule and everything downstream of it. Only for params whose key order
+    means nothing: some sections keep a declared order (e.g. `linear.optimizers`, the order of
+    the report and the legends).
     """
     if isinstance(value, dict):
         return {k: canonical(value[k]) for k in sorted(value)}
@@ -54,7 +56,7 @@ def dataset_section(dataset, section):
             validate(merged, schema=str(SCHEMAS / f"{section}.schema.yaml"))
         except Exception as err:  # a schema failure names the dataset and section
             raise WorkflowError(f"config: datasets.{dataset}.{section} / {section}: {err}")
-        _SECTIONS[key] = canonical(merged)
+        _SECTIONS[key] = merged
     return _SECTIONS[key]
 
 

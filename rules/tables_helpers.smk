@@ -9,7 +9,8 @@ def table_targets():
 def table_params(wildcards):
     """The dataset's source entry and its validated `table` section."""
     entry = {k: v for k, v in config["datasets"][wildcards.dataset].items() if k in SOURCE_KEYS}
-    return {"dataset": canonical(entry), "table": dataset_section(wildcards.dataset, "table")}
+    return {"dataset": canonical(entry),
+            "table": canonical(dataset_section(wildcards.dataset, "table"))}
 
 
 SOURCE_KEYS = ("source", "synthetic", "text", "huggingface")
