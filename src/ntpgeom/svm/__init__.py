@@ -84,7 +84,8 @@ def is_ksubset(S: np.ndarray) -> bool:
 
 def solve(table: Table, *, solver: str = "admm", gap_tol: float = 1e-8,
           time_limit: float | None = None, device: str = "auto", residual_tol: float = 1e-7,
-          max_iter: int = 100_000, check_every: int = 10, eps: float = 1e-8,
+          max_iter: int = 100_000, check_every: int = 10, anderson: int | None = None,
+          float32_until: float | None = None, eps: float = 1e-8,
           max_iters: int = 100_000, memory_limit_mb: float | None = None,
           rank_rtol: float = RANK_RTOL, config: dict[str, Any] | None = None):
     """Solve the NTP-SVM of ``table`` and return the ``svm/{solver}.zarr`` dataset.
@@ -99,8 +100,8 @@ def solve(table: Table, *, solver: str = "admm", gap_tol: float = 1e-8,
         on it).
     time_limit : float or None
         Seconds per solve; a solve cut short keeps its certified gap and says so in ``status``.
-    device, residual_tol, max_iter, check_every
-        admm options (:func:`ntpgeom.svm.admm.solve_admm`).
+    device, residual_tol, max_iter, check_every, anderson, float32_until
+        admm options (:func:`ntpgeom.svm.admm.solve_admm`); None takes its default.
     eps, max_iters, memory_limit_mb
         cvxpy options (:func:`ntpgeom.svm.cvx.solve_cvx`).
     rank_rtol : float
@@ -135,7 +136,9 @@ def solve(table: Table, *, solver: str = "admm", gap_tol: float = 1e-8,
         from ntpgeom.svm.admm import solve_admm
 
         options = {"device": device, "gap_tol": gap_tol, "residual_tol": residual_tol,
-                   "max_iter": max_iter, "check_every": check_every, "time_limit": time_limit}
+                   "max_iter": max_iter, "check_every": check_every, "time_limit": time_limit,
+                   "anderson": anderson, "float32_until": float32_until}
+        options = {k: v for k, v in options.items() if v is not None or k == "time_limit"}
         try:
             res = solve_admm(S, **options)
         except ValueError as err:  # bad device or option: the admm core stays torch-only
@@ -280,6 +283,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--max-iter", type=int, default=100_000, help="iteration cap")
     g.add_argument("--check-every", type=int, default=10,
                    help="iterations between convergence checks (each one syncs a GPU)")
+    g.add_argument("--anderson", type=int, default=None,
+                   help="memory of the Anderson acceleration, 0 = plain ADMM (default: the "
+                   "solver's, ntpgeom.svm.admm.ANDERSON_MEMORY)")
+    g.add_argument("--float32-until", type=float, default=None,
+                   help="CPU: iterate in float32 until the residuals reach this, then float64; "
+                   "0 = float64 throughout (default: 1e-5 on the CPU, 0 on CUDA)")
     g.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice)")
     g = p.add_argument_group("scs/mosek options")
@@ -301,7 +310,7 @@ def _run_cli(args: argparse.Namespace) -> None:
     table = load_table(args.table)
     options = {k: getattr(args, k) for k in (
         "solver", "gap_tol", "time_limit", "device", "residual_tol", "max_iter", "check_every",
-        "eps", "max_iters", "memory_limit_mb")}
+        "anderson", "float32_until", "eps", "max_iters", "memory_limit_mb")}
     ds = solve(table, **options, config={"svm": options, "table": str(args.table)})
     write_store(ds, args.out)
     print(f"{args.out}: {ds.attrs['solver']} {ds.attrs['status']}, ‖L_mm‖_* = "

@@ -13,6 +13,11 @@ in- and out-of-support tokens). ADMM on the split ``min ‖L‖_* + I_C(X) s.t. 
     X ← Π_C(L + U)                  exact Euclidean projection, per context (water-filling)
     U ← U + L − X
 
+Acceleration. In W = X + U the iteration is a fixed-point map W ↦ T(W) (Douglas–Rachford) that
+converges linearly but slowly near the optimum; once the residuals are small the solver applies
+safeguarded Anderson acceleration to it (:class:`_Anderson`), which cut the iterations of
+r500x3000 from ~410 to ~190 and of r104x100000 from 170 to 30.
+
 Certificate. The Lagrange dual of the program is (derivation in ``_dual_bound``)::
 
     max Σ_j Σ_{v∉S_j} Y_vj   s.t.  ‖Y‖_2 ≤ 1,  Y_vj ≥ 0 (v ∉ S_j),  Σ_z Y_zj = 0 for every j,
@@ -56,6 +61,12 @@ DTYPE = torch.float64
 #: CPU core is faster per iteration than a kernel launch plus a host sync (baselines.md: the
 #: 400×104 SVT kernel is 0.72 ms on one CPU core, 1.5 ms on an H100).
 AUTO_CUDA_MIN_ENTRIES = 100_000
+
+#: Default memory of the Anderson acceleration (:class:`_Anderson`). Iterations to certified gap
+#: 1e-8 on one core, memory 0 / 3 / 5 / 8 / 12: r104x400 190 / 130 / 130 / 100–110 / –,
+#: r200x1000 260 / 140 / 130 / 120 / –, r500x3000 410 / 280 / 210 / 180–190 / 200. Each unit of
+#: memory costs two more passes over an m × V matrix per iteration (r500x3000: ~5 ms).
+ANDERSON_MEMORY = 8
 
 #: Default ``float32_until`` on the CPU: the relative residuals at which the float32 start phase
 #: hands over to float64 (see :func:`solve_admm`).
@@ -249,13 +260,94 @@ def _certificate(X: torch.Tensor, duals, support: torch.Tensor,
     return upper, max(lower)
 
 
+class _Anderson:
+    """Type-II Anderson acceleration of the ADMM fixed-point map, with a safeguard.
+
+    With X = Π_C(W) and U = W − X, one ADMM iteration is a map of W alone (Douglas–Rachford):
+    T(W) = W + α(SVT_{1/ρ}(2X − W) − X), the ``W`` the loop feeds to the projection. Near the
+    optimum it contracts only slowly (r500x3000: by 0.978 per iteration), so instead of
+    W_{k+1} = T(W_k) this takes the combination of the last ``memory`` + 1 values of T whose
+    combination of residuals G = T(W) − W is smallest in least squares (Walker & Ni 2011, the
+    "type-II" form; SCS 3 accelerates its ADMM the same way).
+
+    Two safeguards, both needed on small k-subset tables from a random start (without them
+    the iterates diverged to 1e150), where early on T is locally a translation (G constant, so
+    the differences of G are rounding noise):
+    - a ridge of 1e-8 ‖G‖² on the least squares, so that differences of G far smaller than G
+      carry no weight (near the optimum they are ~1e-2 ‖G‖, and the ridge is negligible);
+    - rejection: ‖G‖ of plain ADMM never grows (T is averaged for α < 2), so an extrapolated point
+      whose ‖G‖ is not below its predecessor's is dropped; the iteration resumes from the
+      predecessor's plain step T(W_{k−1}) with an empty memory, and takes ``memory`` plain steps
+      before it extrapolates again.
+    Over 32 random tables (V = 8…104, both starts) it never took more iterations than plain ADMM,
+    and 2.3x fewer in all (5430 → 2360).
+
+    On CUDA the rejection test syncs the host once per iteration (a scalar); the problems
+    ``auto`` sends there (≥ 1e5 entries) take milliseconds per iteration.
+
+    It changes only which W the projection sees, never how a certificate is taken: X = Π_C(W)
+    stays exactly feasible and ρU a repairable dual, so the result is as certified as before.
+
+    Memory: 2·``memory`` copies of W (r500x3000, memory 8: 192 MB in float64).
+    """
+
+    def __init__(self, memory: int, like: torch.Tensor) -> None:
+        n = like.numel()
+        self.memory = memory
+        self.dG = like.new_empty((memory, n))  # differences of successive residuals G
+        self.dT = like.new_empty((memory, n))  # ... and of successive T(W)
+        self.gram = torch.zeros((memory, memory), dtype=torch.float64, device=like.device)
+        self.rejected = 0
+        self.reset()
+
+    def reset(self, wait: int = 0) -> None:
+        """Empty the memory; extrapolate again only after ``wait`` plain steps."""
+        self.filled = self.pos = 0
+        self.prev_G = self.prev_T = None  # the last step's G and T(W), kept by reference
+        self.extrapolated = False
+        self.wait = wait
+
+    def step(self, W_T: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+        """The next W, given T(W) and the residual G = T(W) − W of the current W.
+
+        Both are kept (not copied), so the caller must not modify them afterwards; the returned
+        tensor is always a new one, free to modify.
+        """
+        G, T = G.reshape(-1), W_T.reshape(-1)
+        g_norm = float(torch.linalg.vector_norm(G))
+        if self.extrapolated and not g_norm < self.prev_g_norm:
+            self.rejected += 1
+            W_next = self.prev_T.reshape(W_T.shape).clone()
+            self.reset(wait=self.memory)
+            return W_next
+        if self.prev_G is not None:
+            k = self.pos
+            torch.sub(G, self.prev_G, out=self.dG[k])
+            torch.sub(T, self.prev_T, out=self.dT[k])
+            self.filled = min(self.filled + 1, self.memory)
+            self.pos = (k + 1) % self.memory
+            row = torch.mv(self.dG[: self.filled], self.dG[k]).double()
+            self.gram[k, : self.filled] = self.gram[: self.filled, k] = row
+        self.prev_G, self.prev_T, self.prev_g_norm = G, T, g_norm
+        self.wait = max(self.wait - 1, 0)
+        self.extrapolated = self.filled > 0 and self.wait == 0
+        if not self.extrapolated:
+            return W_T.clone()
+        n = self.filled
+        A = self.gram[:n, :n]
+        ridge = 1e-8 * g_norm**2 + 1e-300
+        gamma = torch.linalg.solve(A + ridge * torch.eye(n, dtype=A.dtype, device=A.device),
+                                   torch.mv(self.dG[:n], G).double())
+        return torch.addmv(T, self.dT[:n].mT, gamma.to(T.dtype), alpha=-1.0).reshape(W_T.shape)
+
+
 # --- the solver ----------------------------------------------------------------------------------
 
 def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e-8,
                residual_tol: float = 1e-7, max_iter: int = 100_000,
                time_limit: float | None = None, check_every: int = 10, rho: float | None = None,
                relax: float = 1.8, init: str = "centered_support",
-               float32_until: float | None = None,
+               float32_until: float | None = None, anderson: int = ANDERSON_MEMORY,
                log_every_seconds: float = 10.0) -> AdmmResult:
     """Solve the NTP-SVM (``docs/paper.md`` §1.5) to a certified relative duality gap.
 
@@ -295,6 +387,9 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
         1.9 vs 3.9 ms), and 1e-5 left the iteration count unchanged on r104x400 and r500x3000
         (1e-6 added 30% on r104x400: float32 stalls). 0: float64 throughout. None (default):
         :data:`FLOAT32_UNTIL` on the CPU, 0 on CUDA (not measured there).
+    anderson : int
+        Memory of the Anderson acceleration (:class:`_Anderson`); 0 runs plain ADMM. See
+        :data:`ANDERSON_MEMORY` for what it saves.
     log_every_seconds : float
         Interval of the progress log lines (INFO).
 
@@ -304,6 +399,8 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
     """
     if check_every < 1:
         raise ValueError("check_every must be >= 1")
+    if anderson < 0:
+        raise ValueError("anderson must be >= 0 (0 disables the acceleration)")
     S = np.asarray(support, dtype=bool)
     V, m = S.shape
     dev = resolve_device(device, V * m)
@@ -329,6 +426,7 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
     if low_precision:
         X, U, n_in = X.float(), U.float(), n_in.float()
     stall, best_res = 0, math.inf
+    accel = _Anderson(anderson, X) if anderson else None
     if rho is None:
         rho = 10.0 / max(float(torch.linalg.matrix_norm(S_bar, 2)), 1e-12)
     log.info("admm: V=%d, m=%d on %s, gap_tol=%.1e, residual_tol=%.1e, rho0=%.3g", V, m, dev,
@@ -353,6 +451,9 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
         # ρ⁻¹ × a normal vector of C at X, so the dual certificate is unaffected.
         # lerp(X, L, α) = X + α(L − X) = αL + (1 − α)X in one pass; W − X = U + L̂ − X.
         W = L + U if relax == 1.0 else torch.lerp(X_prev, L, relax).add_(U)
+        if accel is not None:
+            # The residual of the current point X_prev + U: T(W) − W = α(L − X_prev).
+            W = accel.step(W, torch.sub(L, X_prev).mul_(relax))
         X = project_constraints(W, supp, n_in)
         U = W.sub_(X)
         duals.append((rho, U))
@@ -376,6 +477,10 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
                 low_precision = False
                 X, U, n_in = X.double(), U.double(), n_in64
                 duals.clear()
+                if accel is not None:
+                    rejected = accel.rejected
+                    accel = _Anderson(anderson, X)
+                    accel.rejected = rejected
                 log.info("admm: float64 from iteration %d (residuals %.1e, %.1e)", it, r_rel,
                          s_rel)
         if want_gap:
@@ -399,12 +504,12 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
                      elapsed, r_rel, s_rel, rho, gap)
         # Residual balancing: keep the two relative residuals within 10x of each other; U is the
         # *scaled* dual (Y/ρ), so it rescales with ρ.
-        if r_rel > 10 * s_rel:
-            rho *= 2.0
-            U = U / 2.0
-        elif s_rel > 10 * r_rel:
-            rho /= 2.0
-            U = U * 2.0
+        if r_rel > 10 * s_rel or s_rel > 10 * r_rel:
+            scale = 2.0 if r_rel > 10 * s_rel else 0.5
+            rho *= scale
+            U = U / scale
+            if accel is not None:  # a new ρ is a new map T: the old differences do not apply
+                accel.reset()
     if low_precision:  # stopped while still in float32: certify a float64 feasible point
         X = project_constraints(X.double(), supp, n_in64)
         duals = deque([(rho, U.double())])
@@ -420,7 +525,8 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
                     status, it, seconds, gap, gap_tol)
     else:
         log.info("admm: optimal after %d iterations, %.2f s (setup %.2f s): ‖L‖_* = %.10g, "
-                 "certified gap %.2e", it, seconds, start - t_setup, upper, gap)
+                 "certified gap %.2e%s", it, seconds, start - t_setup, upper, gap,
+                 f" ({accel.rejected} extrapolations rejected)" if accel is not None else "")
     return AdmmResult(L=X.T.cpu().numpy().copy(), nuclear_norm=upper, lower_bound=lower, gap=gap,
                       status=status, iterations=it, seconds=seconds, device=str(dev),
                       history={k: np.asarray(v, dtype=float) for k, v in hist.items()})
