@@ -69,7 +69,12 @@ for _figure in LINEAR_FIGURES:
             train=linear_train_stores,
             code=src_files("figures", "figio", "linear_figures"),
         output:
-            png=f"results/{{dataset}}/figures/linear/{{embedding}}/{_figure}.png",
+            png=report(
+                f"results/{{dataset}}/figures/linear/{{embedding}}/{_figure}.png",
+                caption=f"../report/linear_{_figure}.rst",
+                category="Linear model",
+                subcategory="{dataset} / {embedding}",
+            ),
             pdf=f"results/{{dataset}}/figures/linear/{{embedding}}/{_figure}.pdf",
         log:
             f"logs/{{dataset}}/figures/linear/{{embedding}}/{_figure}.log",
@@ -86,7 +91,12 @@ rule fig_linear_toy:
     input:
         code=src_files("reference", "linear", "figures", "figio", "linear_figures"),
     output:
-        png="results/figures/linear_toy.png",
+        png=report(
+            "results/figures/linear_toy.png",
+            caption="../report/linear_toy.rst",
+            category="Linear model",
+            subcategory="2-D toy",
+        ),
         pdf="results/figures/linear_toy.pdf",
     log:
         "logs/figures/linear_toy.log",
