@@ -234,3 +234,13 @@ def test_random_table_with_fixed_supports_and_n_pairs():
     assert t.n == 5000 and t.m == 50 and (t.support_size == 6).all()
     with pytest.raises(UserError, match="cannot cover the 300 support entries"):
         random_table(10, 50, support_size=6, n=100, zipf_a=0.0)
+
+
+def test_toy_labels_are_apart_even_where_arrows_coincide():
+    from ntpgeom.linear_figures import _label_positions
+
+    tips = np.array([[1.0, 0.0], [0.02, 0.01], [0.0, 0.0], [1.0, 0.0], [0.01, 0.02]])
+    pos = _label_positions(tips, 0.1)
+    dist = np.linalg.norm(pos[:, None] - pos[None], axis=-1) + np.eye(5)
+    assert dist.min() >= 0.1 - 1e-12
+    np.testing.assert_allclose(pos[0], [1.1, 0.0])  # beyond the tip, along the arrow

@@ -142,6 +142,18 @@ LINEAR_FIGURES: dict[str, Callable[[LinearBundle], Any]] = {
 }
 
 
+def _label_positions(tips: np.ndarray, gap: float) -> np.ndarray:
+    """Label positions for arrows from the origin to ``tips`` (n × 2): ``gap`` beyond each tip,
+    then moved up by ``gap`` until at least ``gap`` from every earlier label (w1 = w5 in W^mm,
+    and W*'s short rows crowd the origin)."""
+    norms = np.linalg.norm(tips, axis=1, keepdims=True)
+    out = tips + gap * np.divide(tips, norms, out=np.zeros_like(tips), where=norms > 0)
+    for i in range(len(out)):
+        while any(np.linalg.norm(out[i] - out[k]) < gap for k in range(i)):
+            out[i, 1] += gap
+    return out
+
+
 def toy(table, H_bar: np.ndarray, W_mm: np.ndarray, W_star: np.ndarray) -> Any:
     """The 2-D toy (NeurIPS Figs. 1–2): the rows w_z of W^mm and of W* as arrows, the fixed h̄_j
     as dashed arrows. W^mm depends on the supports only, so w1 = w5 (same support pattern);
@@ -154,12 +166,11 @@ def toy(table, H_bar: np.ndarray, W_mm: np.ndarray, W_star: np.ndarray) -> Any:
     for ax, W, title in ((axes[0, 0], W_mm, f"{WMM} (NTP-SVM): w1 = w5"),
                          (axes[0, 1], W_star, "W* (in-support, in F): w1 ≠ w5")):
         lim = 1.15 * max(np.abs(W).max(), np.abs(H_bar).max())
-        for z in range(W.shape[0]):
-            # w1 and w5 coincide in W^mm: offset the label so that both are readable
+        for z, xy in enumerate(_label_positions(W, 0.07 * lim)):
             ax.annotate("", xy=W[z], xytext=(0, 0),
                         arrowprops={"arrowstyle": "->", "color": colors[z % 5], "lw": 2})
-            ax.text(*(W[z] * 1.06 + np.array([0.0, 0.06 * lim * (z == 4)])),
-                    f"w{z + 1}", color=colors[z % 5], fontsize=11)
+            ax.text(*xy, f"w{z + 1}", color=colors[z % 5], fontsize=11, ha="center",
+                    va="center")
         for j in range(H_bar.shape[1]):
             ax.annotate("", xy=H_bar[:, j], xytext=(0, 0),
                         arrowprops={"arrowstyle": "->", "color": "grey", "ls": "--"})
