@@ -165,7 +165,7 @@ def toy(table, H_bar: np.ndarray, W_mm: np.ndarray, W_star: np.ndarray) -> Any:
     colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]
     for ax, W, title in ((axes[0, 0], W_mm, f"{WMM} (NTP-SVM): w1 = w5"),
                          (axes[0, 1], W_star, "W* (in-support, in F): w1 ≠ w5")):
-        lim = 1.15 * max(np.abs(W).max(), np.abs(H_bar).max())
+        lim = 1.25 * max(np.abs(W).max(), np.abs(H_bar).max())  # room for the labels
         for z, xy in enumerate(_label_positions(W, 0.07 * lim)):
             ax.annotate("", xy=W[z], xytext=(0, 0),
                         arrowprops={"arrowstyle": "->", "color": colors[z % 5], "lw": 2})
