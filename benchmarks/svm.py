@@ -7,7 +7,7 @@ closed form S̄. SCS is skipped where it cannot run (memory estimate above what 
 PSD order at which it took > 10 min in ``baselines.md``), and capped at ``--scs-time-limit``.
 
 Goals on the 2-core CPU: r104x400 under 1 s, r500x3000 under 60 s (admm, to certified gap 1e-8);
-measured 0.36–0.53 s and 60–66 s (README, "NTP-SVM solvers").
+measured 0.46 s and 38.8 s (README, "NTP-SVM solvers").
 
     python benchmarks/svm.py                       # all problems, table to stdout
     python benchmarks/svm.py --problems r104x400   # one
