@@ -27,6 +27,7 @@ from ntpgeom.errors import UserError
 from ntpgeom.reference import centered_support, constraint_violation, nuclear_norm, reldir
 from ntpgeom.svm import SOLVERS, check_table, is_ksubset, load_table, solve, solve_options
 from ntpgeom.svm.admm import (
+    ANDERSON_MEMORY,
     _Anderson,
     _certificate,
     _dual_bound,
@@ -343,6 +344,7 @@ def test_schema_defaults_map_onto_solve():
         if solver != "mosek":  # no licence here: covered by test_mosek_without_licence
             assert solve(table, **options).attrs["status"] == "optimal"
     assert solve_options(section, "admm")["device"] == "auto"
+    assert solve_options(section, "admm")["anderson"] == ANDERSON_MEMORY  # one default, two places
     assert solve_options(section, "auto")["eps"] == 1e-8
     with pytest.raises(UserError, match="unknown solver 'mosk'; choose from admm"):
         solve_options(section, "mosk")
@@ -426,7 +428,8 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def test_cli_help_explains_every_option():
     out = run_cli("solve", "--help").stdout
     for option in ("--solver", "--out", "--gap-tol", "--time-limit", "--device", "--residual-tol",
-                   "--max-iter", "--check-every", "--threads", "--eps", "--max-iters",
+                   "--max-iter", "--check-every", "--anderson", "--float32-until", "--threads",
+                   "--eps", "--max-iters",
                    "--memory-limit-mb", "closed_form"):
         assert option in out, option
 
@@ -435,10 +438,12 @@ def test_cli_solves_and_refuses_without_writing(tmp_path):
     table = tmp_path / "table.zarr"
     ksubset_table(6, 2).save(table)
     out = tmp_path / "svm" / "admm.zarr"
-    proc = run_cli("solve", str(table), "--solver", "admm", "--device", "cpu", "--out", str(out))
+    proc = run_cli("solve", str(table), "--solver", "admm", "--device", "cpu", "--anderson", "0",
+                   "--float32-until", "0", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     meta = json.loads((out / "zarr.json").read_text())["attributes"]
     assert meta["solver"] == "admm" and meta["status"] == "optimal"
+    assert meta["solver_options"]["anderson"] == 0 and meta["solver_options"]["float32_until"] == 0
     bad = tmp_path / "too_big.zarr"
     proc = run_cli("solve", str(table), "--solver", "scs", "--memory-limit-mb", "1", "--out",
                    str(bad))
