@@ -518,7 +518,7 @@ def linear_reference(table: Table, H_bar: np.ndarray, *, solvers: tuple[str, ...
     tok = np.array(table.tokens, dtype=object)
     coords = {"token": ("token", tok), "context": ("context", np.array(table.contexts,
                                                                         dtype=object)),
-              "dim": ("dim", np.arange(d)), "solver": ("solver", list(solvers))}
+              "dim": ("dim", np.arange(d)), "solver": ("solver", np.array(solvers, dtype=object))}
     by_solver = np.stack([s.W for s in sols]) if sols else np.full((len(solvers), V, d), np.nan)
     ds = xr.Dataset(
         {
