@@ -14,9 +14,9 @@ in- and out-of-support tokens). ADMM on the split ``min ‖L‖_* + I_C(X) s.t. 
     U ← U + L − X
 
 Acceleration. In W = X + U the iteration is a fixed-point map W ↦ T(W) (Douglas–Rachford) that
-converges linearly but slowly near the optimum; once the residuals are small the solver applies
-safeguarded Anderson acceleration to it (:class:`_Anderson`), which cut the iterations of
-r500x3000 from ~410 to ~190 and of r104x100000 from 170 to 30.
+converges linearly but slowly near the optimum; the solver applies safeguarded Anderson
+acceleration to it (:class:`_Anderson`), which cut the iterations of r500x3000 from ~410 to ~180
+and of r104x100000 from 170 to 30.
 
 Certificate. The Lagrange dual of the program is (derivation in ``_dual_bound``)::
 
