@@ -444,6 +444,7 @@ def test_cli_solves_and_refuses_without_writing(tmp_path):
     meta = json.loads((out / "zarr.json").read_text())["attributes"]
     assert meta["solver"] == "admm" and meta["status"] == "optimal"
     assert meta["solver_options"]["anderson"] == 0 and meta["solver_options"]["float32_until"] == 0
+    assert meta["extrapolations_rejected"] == 0  # nothing to reject without acceleration
     bad = tmp_path / "too_big.zarr"
     proc = run_cli("solve", str(table), "--solver", "scs", "--memory-limit-mb", "1", "--out",
                    str(bad))

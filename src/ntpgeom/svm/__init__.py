@@ -144,7 +144,8 @@ def solve(table: Table, *, solver: str = "admm", gap_tol: float = 1e-8,
         except ValueError as err:  # bad device or option: the admm core stays torch-only
             raise UserError(f"svm solver admm: {err}") from err
         L, status, gap, lower, solved = res.L, res.status, res.gap, res.lower_bound, res.seconds
-        extra = {"iterations": res.iterations, "device": res.device}
+        extra = {"iterations": res.iterations, "device": res.device,
+                 "extrapolations_rejected": res.extrapolations_rejected}
         history = res.history
     elif solver == "closed_form":
         if not ksubset:

@@ -97,6 +97,8 @@ class AdmmResult:
         One entry per convergence check: ``iteration``, ``seconds``, ``primal_residual``,
         ``dual_residual`` (both relative), ``rho``, ``nuclear_norm``, ``lower_bound``, ``gap``
         (NaN where the gap was not evaluated at that check).
+    extrapolations_rejected : int
+        Anderson steps dropped by the safeguard (:class:`_Anderson`); 0 without acceleration.
     """
 
     L: np.ndarray
@@ -108,6 +110,7 @@ class AdmmResult:
     seconds: float
     device: str
     history: dict[str, np.ndarray] = field(default_factory=dict)
+    extrapolations_rejected: int = 0
 
 
 def resolve_device(device: str, entries: int) -> torch.device:
@@ -529,7 +532,8 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
                  f" ({accel.rejected} extrapolations rejected)" if accel is not None else "")
     return AdmmResult(L=X.T.cpu().numpy().copy(), nuclear_norm=upper, lower_bound=lower, gap=gap,
                       status=status, iterations=it, seconds=seconds, device=str(dev),
-                      history={k: np.asarray(v, dtype=float) for k, v in hist.items()})
+                      history={k: np.asarray(v, dtype=float) for k, v in hist.items()},
+                      extrapolations_rejected=accel.rejected if accel is not None else 0)
 
 
 def certified_gap(L: np.ndarray, Y: np.ndarray, support: np.ndarray) -> tuple[float, float, float]:
