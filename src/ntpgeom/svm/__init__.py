@@ -138,7 +138,6 @@ def solve(table: Table, *, solver: str = "admm", gap_tol: float = 1e-8,
         options = {"device": device, "gap_tol": gap_tol, "residual_tol": residual_tol,
                    "max_iter": max_iter, "check_every": check_every, "time_limit": time_limit,
                    "anderson": anderson, "float32_until": float32_until}
-        options = {k: v for k, v in options.items() if v is not None or k == "time_limit"}
         try:
             res = solve_admm(S, **options)
         except ValueError as err:  # bad device or option: the admm core stays torch-only

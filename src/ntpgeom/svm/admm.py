@@ -350,7 +350,7 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
                residual_tol: float = 1e-7, max_iter: int = 100_000,
                time_limit: float | None = None, check_every: int = 10, rho: float | None = None,
                relax: float = 1.8, init: str = "centered_support",
-               float32_until: float | None = None, anderson: int = ANDERSON_MEMORY,
+               float32_until: float | None = None, anderson: int | None = None,
                log_every_seconds: float = 10.0) -> AdmmResult:
     """Solve the NTP-SVM (``docs/paper.md`` §1.5) to a certified relative duality gap.
 
@@ -390,9 +390,9 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
         1.9 vs 3.9 ms), and 1e-5 left the iteration count unchanged on r104x400 and r500x3000
         (1e-6 added 30% on r104x400: float32 stalls). 0: float64 throughout. None (default):
         :data:`FLOAT32_UNTIL` on the CPU, 0 on CUDA (not measured there).
-    anderson : int
-        Memory of the Anderson acceleration (:class:`_Anderson`); 0 runs plain ADMM. See
-        :data:`ANDERSON_MEMORY` for what it saves.
+    anderson : int or None
+        Memory of the Anderson acceleration (:class:`_Anderson`); 0 runs plain ADMM; None
+        (default): :data:`ANDERSON_MEMORY`, which also says what it saves.
     log_every_seconds : float
         Interval of the progress log lines (INFO).
 
@@ -402,6 +402,8 @@ def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e
     """
     if check_every < 1:
         raise ValueError("check_every must be >= 1")
+    if anderson is None:
+        anderson = ANDERSON_MEMORY
     if anderson < 0:
         raise ValueError("anderson must be >= 0 (0 disables the acceleration)")
     S = np.asarray(support, dtype=bool)
