@@ -140,3 +140,15 @@ def test_geometry_store_has_centered_distances_offdiag_and_chance(table, L_mm):
     np.testing.assert_allclose(ds["cos_within_groups_H"], 1, atol=1e-9)
     assert float(ds["target_cos_within_groups_H"].sel(target="scs")) == pytest.approx(1, abs=1e-9)
     assert (ds["cos_across_groups_H"] < 0.9).all()
+
+
+def test_offdiag_correlation_is_undefined_for_a_simplex_etf_target():
+    # k = 1: W^mm's word cosines are all −1/(V − 1) off the diagonal; SSIM's c would score any
+    # matrix 1 against it. The whole-matrix value is defined but sees only the diagonal.
+    V = 5
+    W_etf, _, _ = factorize(centered_support(ksubset_table(V, 1).S()))
+    A = cosine_matrix(W_etf)
+    B = cosine_matrix(np.random.default_rng(0).standard_normal((V, 3)))
+    assert np.isnan(similarity.offdiag_correlation(A, B))
+    assert np.isnan(similarity.offdiag_correlation(B, A))
+    assert np.isfinite(similarity.offdiag_correlation(B, B))

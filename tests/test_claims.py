@@ -204,5 +204,35 @@ def test_run_claims_say_no_on_a_run_that_has_not_trained(grammar):
 
 
 def test_claim6_does_not_apply_without_shared_supports(ksubset):
-    [c6] = [c for c in run_claims(ksubset["geometry"], "closed_form") if c.number == 6]
-    assert c6.holds is None and "no two contexts" in c6.note
+    claims = {c.number: c for c in run_claims(ksubset["geometry"], "closed_form")}
+    assert claims[6].holds is None and "no two contexts" in claims[6].note
+    # S̄'s word cosines for all 2-subsets are constant off the diagonal: cos(W) is not judged,
+    # cos(H) is (and matches).
+    assert claims[5].holds and "cos(W)" in claims[5].note
+    assert [k for k, _ in claims[5].measured] == ["corr_cos_H, last step",
+                                                   "corr_cos_H_offdiag, last step"]
+
+
+def test_report_prints_the_claims_table_and_every_similarity_beside_chance(grammar):
+    import re
+
+    from ntpgeom.plots.report import SIMILARITIES, dataset_numbers, render_html
+
+    num = dataset_numbers(grammar["table"], grammar["reference"], grammar["svm"],
+                          {"ufm/d16-seed0": grammar["geometry"]})
+    g = grammar["geometry"].sel(target="scs")
+    value, chance, std = num["similarity"]["ufm/d16-seed0"]["scs"]["corr_cos_H"]
+    assert (value, chance, std) == (float(g["corr_cos_H"].isel(step=-1)),
+                                    float(g["corr_cos_H_chance"]),
+                                    float(g["corr_cos_H_chance_std"]))
+    assert set(num["similarity"]["ufm/d16-seed0"]["scs"]) == set(SIMILARITIES)
+    page = render_html({"grammar": num}, {}, {}, {})
+    assert "Claims of the paper" in page and "Similarities at the last checkpoint" in page
+    # One row per claim: 1–6 for the run, 7 for the solver, 8 (not run: no linear section).
+    claims = page[page.index("Claims of the paper"):]
+    numbers = re.findall(r"<tr><td>grammar</td><td>[^<]*</td><td>(\d)</td>", claims)
+    assert numbers == ["1", "2", "3", "4", "5", "6", "7", "8"]
+    assert claims.count("<td>yes</td>") == 7 and claims.count("<td>n/a</td>") == 1
+    # The value and its chance side by side, as the table prints them.
+    assert f"{value:.4g} ({chance:.4g} ± {std:.4g})" in page
+    assert "dist L̃ → scs" in page

@@ -78,7 +78,8 @@ def offdiag_correlation(A: np.ndarray, B: np.ndarray, c: float = SSIM_C) -> floa
 
     For cosine matrices the diagonal is 1 in both, which the whole-matrix value rewards; the
     off-diagonal value is ≈ 0 for unrelated embeddings. Below the diagonal repeats the same
-    entries, so the upper triangle gives the value of every off-diagonal entry.
+    entries, so the upper triangle gives the value of every off-diagonal entry. NaN when either
+    matrix is constant off the diagonal (nothing to correlate).
     """
     A = np.asarray(A, dtype=float)
     B = np.asarray(B, dtype=float)
@@ -86,9 +87,13 @@ def offdiag_correlation(A: np.ndarray, B: np.ndarray, c: float = SSIM_C) -> floa
         raise ValueError(f"offdiag_correlation: need two square matrices of one shape; got "
                          f"{A.shape} and {B.shape}")
     iu = np.triu_indices(A.shape[0], k=1)
-    if iu[0].size < 2:
+    a, b = A[iu], B[iu]
+    # Constant off-diagonal entries (a simplex ETF, as W^mm of k = 1 tables) have no structure
+    # to correlate with: SSIM's c would make the value exactly 1 whatever the other matrix is.
+    # Rounded as in rsa(), so that values equal in exact arithmetic count as constant.
+    if a.size < 2 or np.ptp(np.round(a, 9)) == 0 or np.ptp(np.round(b, 9)) == 0:
         return float("nan")
-    return structural_correlation(A[iu], B[iu], c)
+    return structural_correlation(a, b, c)
 
 
 def group_cosines(H: np.ndarray, S: np.ndarray) -> tuple[float, float]:
