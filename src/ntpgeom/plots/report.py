@@ -265,7 +265,10 @@ def _linear_section(key: str, num: Mapping[str, Any],
 
 
 def _with_chance(value: float, chance: float, std: float) -> str:
-    """"value (chance ± σ)" for a table cell."""
+    """"value (chance ± σ)" for a table cell; "–" where the metric is undefined (NaN), e.g. the
+    off-diagonal correlation with a target whose cosines are constant off the diagonal."""
+    if not np.isfinite(value):
+        return "–"
     return f"{_fmt(value)} ({_fmt(chance)} ± {_fmt(std)})"
 
 
