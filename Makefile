@@ -11,7 +11,7 @@ TORCH_INDEX ?=
 CORES ?= all
 SNAKEMAKE_ARGS ?=
 
-.PHONY: setup run test bench lint clean slurm-test
+.PHONY: setup run resume test bench lint clean slurm-test
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,14 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
 
+# After a kill (kill -9, a closed terminal, a lost node) Snakemake leaves its lock behind and marks
+# the jobs that were running as incomplete: remove the lock, then rerun those jobs (training
+# continues from its checkpoint). Only when no other snakemake runs in this folder: --unlock
+# removes a live run's lock too.
+resume: setup
+	$(BIN)/snakemake --unlock $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
+
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -32,7 +40,15 @@ bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 # A real single-node SLURM (root + apt): starts it, runs the tests marked `slurm`, stops it.
-slurm-test: setup
+slurm-# After a kill (kill -9, a closed terminal, a lost node) Snakemake leaves its lock behind and marks
+# the jobs that were running as incomplete: remove the lock, then rerun those jobs (training
+# continues from its checkpoint). Only when no other snakemake runs in this folder: --unlock
+# removes a live run's lock too.
+resume: setup
+	$(BIN)/snakemake --unlock $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
+
+test: setup
 	bash .ci/slurm
 
 lint: setup

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -37,9 +38,9 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _resume_hint(args: argparse.Namespace) -> str:
+def _resume_hint(args: argparse.Namespace | None) -> str:
     """What a rerun does: training resumes from the checkpoint it kept, the rest starts over."""
-    if args.command == "train":
+    if args is not None and args.command == "train":
         from ntpgeom.train.training import checkpoint_path
 
         if checkpoint_path(args.out).exists():
@@ -48,11 +49,12 @@ def _resume_hint(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    install_signal_handlers()
+    previous = install_signal_handlers()  # first: Ctrl-C while torch imports is clean too
+    args = None
     try:
+        args = make_parser().parse_args(argv)
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                            format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
         if getattr(args, "out", None) is not None:
             inputs = [v for k, v in vars(args).items()
                       if k != "out" and isinstance(v, str | Path) and str(v) and Path(v).exists()]
@@ -63,9 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as err:
         name, status = interrupted_status(err)
-        print(f"ntpgeom {args.command}: interrupted by {name}; temporary files removed, "
-              f"{_resume_hint(args)}", file=sys.stderr)
+        where = f"ntpgeom {args.command}" if args is not None else "ntpgeom"
+        print(f"{where}: interrupted by {name}; temporary files removed, {_resume_hint(args)}",
+              file=sys.stderr)
         return status
+    finally:
+        for sig, handler in previous.items():  # main() may run inside another program
+            signal.signal(sig, handler)
     return 0
 
 

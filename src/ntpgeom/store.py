@@ -118,7 +118,8 @@ def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike] = (
     return out
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (on this machine): the owner of a temporary file is alive."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -137,7 +138,7 @@ def sweep_stale(path: str | os.PathLike) -> list[Path]:
         for stale in path.parent.glob(pattern):
             # Names are .X.zarr.tmp-{pid}-{hex}; older ones have no pid and are always stale.
             pid = stale.name.rsplit(".", 1)[-1].split("-")[1:-1]
-            if pid and pid[0].isdigit() and int(pid[0]) != os.getpid() and _pid_alive(int(pid[0])):
+            if pid and pid[0].isdigit() and int(pid[0]) != os.getpid() and pid_alive(int(pid[0])):
                 continue
             shutil.rmtree(stale, ignore_errors=True)
             if stale.is_file() or stale.is_symlink():
@@ -269,15 +270,22 @@ def _raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated(signum)
 
 
-def install_signal_handlers() -> None:
+def install_signal_handlers() -> dict[int, Any]:
     """Make SIGTERM (what ``timeout``, ``kill`` and ``scancel`` send) raise :class:`Terminated`,
     as SIGINT raises ``KeyboardInterrupt``: every ``finally:`` and context manager then runs, so
-    temporary stores and caches are removed and training keeps a checkpoint."""
+    temporary stores and caches are removed and training keeps a checkpoint.
+
+    Returns the previous handlers, for :func:`signal.signal` to restore (nothing off the main
+    thread, where Python cannot set handlers).
+    """
     import threading
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_terminated)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return previous
 
 
 def interrupted_status(err: KeyboardInterrupt) -> tuple[str, int]:
