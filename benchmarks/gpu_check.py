@@ -101,6 +101,7 @@ def profile_top(model: str, steps: int = 20, top: int = 10) -> list[dict]:
     from ntpgeom.train import TrainConfig, Trainer
 
     bench = _bench("train")
+    torch.set_float32_matmul_precision("high")  # TF32, as fit() sets it on CUDA
     trainer = Trainer(bench.paper_table(), TrainConfig(model=model, d=128, device="cuda"),
                       torch.device("cuda"))
     for _ in range(5):
@@ -247,10 +248,20 @@ def run_step(name: str) -> list[dict]:
 
 # -- the driver ----------------------------------------------------------------------------------
 def environment() -> dict[str, Any]:
+    import importlib.metadata
+
     import torch
+
+    def version(name: str) -> str | None:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
 
     cuda = torch.cuda.is_available()
     return {"device": torch.cuda.get_device_name(0) if cuda else None,
+            "packages": {n: version(n) for n in ("numpy", "scipy", "pandas", "xarray", "zarr",
+                                                 "numcodecs", "numba", "pyyaml", "pytest")},
             "torch": torch.__version__, "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version() if cuda else None,
             "python": platform.python_version(), "host": platform.node(),

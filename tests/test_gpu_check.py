@@ -26,8 +26,8 @@ from ntpgeom.train import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = ROOT / "benchmarks" / "gpu_check.py"
-REPORT_KEYS = {"schema", "device", "torch", "cuda", "cudnn", "python", "host", "date", "steps",
-               "status", "all_passed"}
+REPORT_KEYS = {"schema", "device", "packages", "torch", "cuda", "cudnn", "python", "host", "date",
+               "steps", "status", "all_passed"}
 STEP_KEYS = {"name", "status", "returncode", "seconds", "timeout_s", "figures", "error_tail"}
 FIGURE_KEYS = {"name", "value", "unit", "goal", "goal_kind", "pass"}
 #: What the GPU machine lacks and the check does not carry (zarr is carried as wheels).
@@ -70,6 +70,7 @@ def test_without_cuda_the_check_skips_cleanly(tmp_path):
     assert report["reason"] == "no CUDA device: skipped" and report["device"] is None
     assert report["steps"] == [] and report["all_passed"] is None
     assert report["torch"] == torch.__version__
+    assert report["packages"]["numpy"] == np.__version__
 
 
 def test_a_failing_step_is_recorded_with_its_error_tail(check):
