@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from ntpgeom.synthetic import random_table
-from ntpgeom.train import TrainConfig, Trainer, fit
+from ntpgeom.data.synthetic import random_table
+from ntpgeom.train.training import TrainConfig, Trainer, fit
 
 
 def paper_table(m: int = 400):
