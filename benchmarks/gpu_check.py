@@ -98,7 +98,7 @@ def profile_top(model: str, steps: int = 20, top: int = 10) -> list[dict]:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from ntpgeom.train import TrainConfig, Trainer
+    from ntpgeom.train.training import TrainConfig, Trainer
 
     bench = _bench("train")
     torch.set_float32_matmul_precision("high")  # TF32, as fit() sets it on CUDA
@@ -168,12 +168,12 @@ def pipeline(work: Path, device: str = "cuda", epochs: int | None = None) -> lis
     """
     import yaml
 
-    from ntpgeom.build import build_table
-    from ntpgeom.geometry import final_values, geometry_store
-    from ntpgeom.reference import reference_dataset
+    from ntpgeom.data.build import build_table
+    from ntpgeom.metrics.geometry import final_values, geometry_store
     from ntpgeom.store import open_store, write_store
-    from ntpgeom.svm import load_table, solve, solve_options
-    from ntpgeom.train import train_files
+    from ntpgeom.theory.reference import reference_dataset
+    from ntpgeom.theory.svm import load_table, solve, solve_options
+    from ntpgeom.train.training import train_files
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
 

@@ -19,10 +19,10 @@ import pytest
 import torch
 import yaml
 
-from ntpgeom.geometry import compare
-from ntpgeom.reference import centered_support, factorize
-from ntpgeom.synthetic import ksubset_table
-from ntpgeom.train import TrainConfig, fit
+from ntpgeom.data.synthetic import ksubset_table
+from ntpgeom.metrics.geometry import compare
+from ntpgeom.theory.reference import centered_support, factorize
+from ntpgeom.train.training import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = ROOT / "benchmarks" / "gpu_check.py"
