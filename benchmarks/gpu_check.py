@@ -80,7 +80,7 @@ def step_pytest() -> list[dict]:
                    if "mark.gpu" in p.read_text())
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "junit.xml"
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rs",
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rfEs",
                                "-p", "no:cacheprovider", f"--junitxml={junit}", *files],
                               cwd=ROOT, capture_output=True, text=True)
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-2000:])
@@ -291,7 +291,7 @@ def spawn(name: str, timeout: float) -> dict[str, Any]:
         status = "missed"
     return {"name": name, "status": status, "returncode": rc, "seconds": round(seconds, 2),
             "timeout_s": round(timeout, 1), "figures": figures,
-            "error_tail": tail if status in ("failed", "timeout") else ""}
+            "error_tail": tail if status != "ok" else ""}  # missed: which test, say
 
 
 def main(argv: list[str] | None = None) -> int:

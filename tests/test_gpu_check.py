@@ -84,6 +84,13 @@ def test_a_failing_step_is_recorded_with_its_error_tail(check):
         check.main(["--steps", "pytest,nope"])
 
 
+def test_a_step_past_its_timeout_is_killed_and_recorded(check):
+    """0.2 s is less than the step's Python start-up and imports: its process group is killed."""
+    step = check.spawn("pipeline", timeout=0.2)
+    assert step["status"] == "timeout" and step["returncode"] == -9
+    assert step["seconds"] < 30 and step["figures"] == []
+
+
 def test_figures_pass_only_within_their_goal(check):
     assert check.figure("t", 59.9, "s", 60.0)["pass"] is True
     assert check.figure("t", 60.1, "s", 60.0)["pass"] is False
