@@ -27,7 +27,8 @@ def table_sources(wildcards):
     """Every file the table is read from, as inputs, so that editing one rebuilds the table and
     what follows: a text corpus (a folder: each of its *.txt files, so adding or removing one
     counts too) and a tokenizer's `path`. Synthetic and Hugging Face data have no local file.
-    A path that does not exist is listed as it is: Snakemake then names it as a missing input.
+    A path that does not exist is left out: the builder then refuses it in one line in the
+    rule's log, naming the setting (Snakemake's missing-input error would not).
     """
     entry = config["datasets"][wildcards.dataset]
     files = []
@@ -35,6 +36,6 @@ def table_sources(wildcards):
         try:
             files += [str(f) for f in text_files(entry["text"]["path"])]
         except UserError:
-            files.append(entry["text"]["path"])
+            pass
     tokenizer = dataset_section(wildcards.dataset, "table")["tokenizer"].get("path")
-    return files + ([tokenizer] if tokenizer else [])
+    return files + ([tokenizer] if tokenizer and Path(tokenizer).is_file() else [])
