@@ -20,7 +20,7 @@ import yaml
 from conftest import BIN, ROOT, run
 
 from ntpgeom.cli import main
-from ntpgeom.data.synthetic import random_table
+from ntpgeom.data.synthetic import grammar_corpus, random_table
 from ntpgeom.data.table import load
 from ntpgeom.errors import UserError
 from ntpgeom.store import open_store, write_store
@@ -64,11 +64,12 @@ def error_lines(stderr: str) -> list[str]:
             if line.strip() and not line.startswith(("INFO ", "WARNING ", "DEBUG "))]
 
 
-def corpus(path: Path, sample: Path, mb: float) -> Path:
-    """The TinyStories sample repeated (or cut) to about ``mb`` MB."""
-    text = sample.read_bytes()
+def corpus(path: Path, mb: float) -> Path:
+    """A real text file of about ``mb`` MB: the synthetic grammar's sentences (16 five-word
+    contexts), one document each, repeated; builds from it take seconds per 10 MB."""
+    docs = "<|endoftext|>".join(grammar_corpus(n_sentences=2000, seed=3)) + "<|endoftext|>"
     size = int(mb * 1e6)
-    path.write_bytes((text * (size // len(text) + 1))[:size])
+    path.write_text((docs * (size // len(docs) + 1))[:size])
     return path
 
 
@@ -254,9 +255,9 @@ def test_the_pair_count_chunks_deleted_is_the_issue_s_case(table):
 
 # --- 5. SIGINT and SIGTERM end a run cleanly ---------------------------------------------------
 
-def test_sigterm_during_a_table_build_removes_the_cache(tmp_path, sample):
-    text = corpus(tmp_path / "big.txt", sample, 10)
-    proc = start("table", text, "-k", "5", "--top-m", "50", "--no-progress", "--out",
+def test_sigterm_during_a_table_build_removes_the_cache(tmp_path):
+    text = corpus(tmp_path / "big.txt", 10)
+    proc = start("table", text, "-k", "5", "--top-m", "10", "--no-progress", "--out",
                  tmp_path / "t.zarr", cwd=tmp_path, tmp_path=tmp_path)
     wait_for(lambda: any((tmp_path / "tmp").glob("ntpgeom-ids-*")), proc)
     proc.send_signal(signal.SIGTERM)
@@ -268,15 +269,15 @@ def test_sigterm_during_a_table_build_removes_the_cache(tmp_path, sample):
     assert leftovers(tmp_path) == [] and list((tmp_path / "tmp").iterdir()) == []
 
 
-def test_a_killed_build_s_cache_is_swept_by_the_next(tmp_path, sample):
-    text = corpus(tmp_path / "big.txt", sample, 10)
-    proc = start("table", text, "-k", "5", "--top-m", "50", "--no-progress", "--out",
+def test_a_killed_build_s_cache_is_swept_by_the_next(tmp_path):
+    text = corpus(tmp_path / "big.txt", 10)
+    proc = start("table", text, "-k", "5", "--top-m", "10", "--no-progress", "--out",
                  tmp_path / "t.zarr", cwd=tmp_path, tmp_path=tmp_path)
     wait_for(lambda: any((tmp_path / "tmp").glob("ntpgeom-ids-*")), proc)
     proc.kill()
     proc.communicate()
     assert list((tmp_path / "tmp").glob("ntpgeom-ids-*"))  # SIGKILL cannot clean up
-    small = corpus(tmp_path / "small.txt", sample, 0.05)
+    small = corpus(tmp_path / "small.txt", 0.05)
     res = ntpgeom("table", small, "-k", "2", "--no-progress", "--out", tmp_path / "s.zarr",
                   cwd=tmp_path, tmp_path=tmp_path)
     assert res.returncode == 0, res.stderr
@@ -342,14 +343,14 @@ def jobs(dry_run_stdout: str) -> set[str]:
 
 
 @pytest.mark.slow
-def test_editing_the_corpus_reruns_the_table_and_what_follows(tmp_path, sample):
+def test_editing_the_corpus_reruns_the_table_and_what_follows(tmp_path):
     work = tmp_path / "w"
     (work / "corpus").mkdir(parents=True)
-    corpus(work / "corpus" / "a.txt", sample, 0.1)
+    corpus(work / "corpus" / "a.txt", 0.1)
     cfg = work / "config.yaml"
     cfg.write_text(yaml.safe_dump({
         "datasets": {"ts": {"source": "text", "text": {"path": "corpus"}}},
-        "table": {"context_length": 2, "top_m": 30, "min_support": 2, "vocab_size": 40}}))
+        "table": {"context_length": 2, "top_m": 10, "min_support": 2}}))
     target = "results/ts/reference.zarr"
     res = snakemake(work, cfg, target, tmp_path=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -376,14 +377,14 @@ def test_editing_the_corpus_reruns_the_table_and_what_follows(tmp_path, sample):
 
 
 @pytest.mark.slow
-def test_kill_9_of_snakemake_then_make_resume(tmp_path, sample):
+def test_kill_9_of_snakemake_then_make_resume(tmp_path):
     work = tmp_path / "w"
     work.mkdir()
-    corpus(work / "big.txt", sample, 10)
+    corpus(work / "big.txt", 10)
     cfg = work / "config.yaml"
     cfg.write_text(yaml.safe_dump({
         "datasets": {"ts": {"source": "text", "text": {"path": "big.txt"}}},
-        "table": {"context_length": 5, "top_m": 50}}))
+        "table": {"context_length": 5, "top_m": 10}}))
     sm_args = ["--directory", str(work), "--configfile", str(cfg), "--workflow-profile",
                str(ROOT / "profiles" / "default"), "results/ts/table.zarr"]
     e = env(tmp_path)
@@ -400,9 +401,13 @@ def test_kill_9_of_snakemake_then_make_resume(tmp_path, sample):
                           "CORES=1", f"SNAKEMAKE_ARGS={' '.join(sm_args)}"], env=e,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
-    assert load(work / "results/ts/table.zarr").m == 50
+    assert load(work / "results/ts/table.zarr").m == 10
     # Nothing left behind: no temporary store, no id cache, nothing outside results/ logs/.
-    assert leftovers(work) == [] and list((tmp_path / "tmp").iterdir()) == []
+    # (The killed snakemake's own temporary folder, $TMPDIR/snakemake*, is Snakemake's debris:
+    # a run that is not killed leaves none.)
+    assert leftovers(work) == []
+    assert [p.name for p in (tmp_path / "tmp").iterdir() if not p.name.startswith("snakemake")
+            ] == []
     assert sorted(p.name for p in work.iterdir()) == [".snakemake", "big.txt", "config.yaml",
                                                       "logs", "results"]
 

@@ -205,8 +205,9 @@ def check_chunks(path: str | os.PathLike) -> None:
 
     path = Path(path)
     try:
-        group = zarr.open_group(path, mode="r", zarr_format=3)
-        arrays = list(group.arrays())
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*snakemake_timestamp.*")  # see below
+            arrays = list(zarr.open_group(path, mode="r", zarr_format=3).arrays())
     except Exception as err:  # unreadable metadata of the group or of an array
         raise UserError(f"{path}: not a readable zarr store ({type(err).__name__}: "
                         f"{str(err)[:200]}); rebuild it") from None
@@ -221,7 +222,10 @@ def _check_decodable(path: Path) -> None:
     """Read every array of the store with zarr; the first that fails to decode is refused."""
     import zarr
 
-    for name, array in zarr.open_group(path, mode="r", zarr_format=3).arrays():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*snakemake_timestamp.*")  # see open_store
+        arrays = list(zarr.open_group(path, mode="r", zarr_format=3).arrays())
+    for name, array in arrays:
         try:
             array[...]
         except Exception as err:  # a truncated or corrupted chunk

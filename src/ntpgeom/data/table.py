@@ -305,6 +305,9 @@ def validate_dataset(ds, where: str | Path) -> None:
     step = np.diff(indices)
     if m and (step[np.setdiff1d(np.arange(nnz - 1), indptr[1:-1] - 1)] <= 0).any():
         raise bad("indices", "is not strictly increasing within each context")
+    for name in ("pi", "prob"):
+        if not (np.isfinite(v[name]).all() and (v[name] > 0).all()):
+            raise bad(name, "has non-finite or non-positive entries")
     if (pair_count <= 0).any():
         raise bad("pair_count", "has non-positive entries")
     count = np.add.reduceat(pair_count, indptr[:-1]) if m else np.zeros(0, np.int64)
@@ -312,10 +315,7 @@ def validate_dataset(ds, where: str | Path) -> None:
         raise bad("count", "is not the sum of each context's pair_count")
     for name, expected in (("pi", count / max(count.sum(), 1)),
                            ("prob", pair_count / np.repeat(count, np.diff(indptr)))):
-        values = v[name]
-        if not (np.isfinite(values).all() and (values > 0).all()):
-            raise bad(name, "has non-finite or non-positive entries")
-        if not np.allclose(values, expected, rtol=_TOL, atol=0):
+        if not np.allclose(v[name], expected, rtol=_TOL, atol=0):
             raise bad(name, "does not match the counts")
     sums = np.add.reduceat(v["prob"], indptr[:-1]) if m else np.ones(0)
     if abs(v["pi"].sum() - 1) > _TOL * max(m, 1) or (np.abs(sums - 1) > _TOL).any():
