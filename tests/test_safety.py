@@ -428,3 +428,33 @@ def test_reserved_dataset_names_are_refused(tmp_path, name):
              and not line.startswith("Using workflow specific profile")]
     assert lines == [f"config: datasets.{name}: the name is reserved (results/{name}/ holds "
                      "other results; reserved: figures, grid, report); rename the dataset"]
+
+
+@pytest.mark.parametrize("kind, variable", [("svm", "L_mm"), ("train", "W"),
+                                            ("reference", "S_bar")])
+def test_stores_of_the_layout_are_checked_against_their_contract(tmp_path, table, kind,
+                                                                 variable):
+    """A solution, run or reference at its place in results/ lacking a variable, or holding NaN
+    (as a diverged or broken writer would), is refused naming the variable."""
+    from ntpgeom.theory.reference import reference_dataset
+    from ntpgeom.theory.svm import solve
+
+    t = load(table)
+    if kind == "svm":
+        ds, path = solve(t, solver="admm"), tmp_path / "ds" / "svm" / "admm.zarr"
+    elif kind == "train":
+        main(["train", str(table), "--model", "ufm", "--d", "4", "--epochs", "3", "--out",
+              str(tmp_path / "run.zarr"), "--no-progress"])
+        ds, path = open_store(tmp_path / "run.zarr"), tmp_path / "ds" / "train" / "ufm" / "r.zarr"
+    else:
+        ds, path = reference_dataset(t), tmp_path / "ds" / "reference.zarr"
+    assert set(open_store(write_store(ds, path))) >= {variable}  # intact: accepted
+    broken = ds.copy(deep=True)
+    broken[variable].values.flat[0] = np.nan
+    write_store(broken, path)
+    with pytest.raises(UserError, match=rf"variable {variable} is damaged \(non-float or "
+                       r"non-finite values\); rebuild it"):
+        open_store(path)
+    write_store(ds.drop_vars(variable), path)
+    with pytest.raises(UserError, match=rf"variable {variable} is damaged \(missing\)"):
+        open_store(path)

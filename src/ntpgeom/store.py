@@ -232,11 +232,53 @@ def _check_decodable(path: Path) -> None:
             raise _damaged(path, name, f"{type(err).__name__}: {str(err)[:200]}") from None
 
 
+#: The variables each store of the pipeline's layout must hold (docs/artifacts.md), with dims;
+#: all float and finite. The table has its own, deeper check (``ntpgeom.data.table.load``).
+CONTRACTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "reference": {"L_star": ("token", "context"), "S_bar": ("token", "context"),
+                  "W_bar": ("token", "rank"), "H_bar": ("rank", "context")},
+    "svm": {"L_mm": ("token", "context"), "W_mm": ("token", "rank"), "H_mm": ("rank", "context"),
+            "singular_values": ("rank",)},
+    "train": {"loss": ("step",), "ce_minus_entropy": ("step",), "norm_W": ("step",),
+              "norm_H": ("step",), "W": ("step", "token", "dim"), "H": ("step", "dim", "context")},
+}
+
+
+def contract_of(path: str | os.PathLike) -> str | None:
+    """Which store of the layout ``path`` is, from its place: ``{dataset}/reference.zarr``,
+    ``{dataset}/svm/{solver}.zarr``, ``{dataset}/train/{ufm,transformer}/{run}.zarr``; else None
+    (a store named freely by hand, or one with a contract of its own)."""
+    parts = Path(path).parts
+    if len(parts) >= 3 and parts[-2] == "svm":
+        return "svm"
+    if len(parts) >= 4 and parts[-3] == "train" and parts[-2] in ("ufm", "transformer"):
+        return "train"
+    if len(parts) >= 2 and parts[-1] == "reference.zarr" and not (
+            len(parts) >= 3 and parts[-3] == "linear"):
+        return "reference"
+    return None
+
+
+def check_contract(ds, path: str | os.PathLike, kind: str) -> None:
+    """Refuse a store of kind ``kind`` (:data:`CONTRACTS`) that lacks a variable, has other dims
+    or a non-float or non-finite value."""
+    for name, dims in CONTRACTS[kind].items():
+        if name not in ds.variables:
+            raise _damaged(Path(path), name, "missing")
+        var = ds[name]
+        if tuple(var.dims) != dims:
+            raise _damaged(Path(path), name, f"dims {tuple(var.dims)}, expected {dims}")
+        if var.dtype.kind != "f" or not np.isfinite(var.values).all():
+            raise _damaged(Path(path), name, "non-float or non-finite values")
+
+
 def open_store(path: str | os.PathLike, *, load: bool = True):
     """Open a store written by :func:`write_store` as an ``xarray.Dataset`` (loaded into memory).
 
     The store is checked for missing chunk files, and (with ``load``) every variable is decoded,
-    so that a damaged store is refused here, naming the variable, not deep inside a computation.
+    so that a damaged store is refused here, naming the variable, not deep inside a computation;
+    a store at a place of the pipeline's layout is checked against its contract
+    (:func:`contract_of`).
 
     Raises
     ------
@@ -267,6 +309,9 @@ def open_store(path: str | os.PathLike, *, load: bool = True):
             except Exception as err:  # a truncated or corrupted chunk: Zstd, shape, … errors
                 raise _damaged(path, str(name), f"{type(err).__name__}: {str(err)[:200]}"
                                ) from None
+        kind = contract_of(path)
+        if kind is not None:
+            check_contract(ds, path, kind)
         return ds
 
 
