@@ -11,7 +11,7 @@ TORCH_INDEX ?=
 CORES ?= all
 SNAKEMAKE_ARGS ?=
 
-.PHONY: setup run test bench lint clean slurm-test gpu-wheels gpu-check
+.PHONY: setup run resume test bench lint clean slurm-test gpu-wheels gpu-check
 
 setup: $(VENV)/.installed
 
@@ -24,6 +24,14 @@ $(VENV)/.installed: pyproject.toml
 
 run: setup
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+
+# After a kill (kill -9, a closed terminal, a lost node) Snakemake leaves its lock behind and marks
+# the jobs that were running as incomplete: remove the lock, then rerun those jobs (training
+# continues from its checkpoint). Only when no other snakemake runs in this folder: --unlock
+# removes a live run's lock too.
+resume: setup
+	$(BIN)/snakemake --unlock $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
