@@ -12,7 +12,7 @@ rule geometry:
         table="results/{dataset}/table.zarr",
         reference="results/{dataset}/reference.zarr",
         svm=svm_stores,
-        code=src_files("theory/reference", "metrics/geometry"),
+        code=src_files("theory/reference", "metrics"),
     output:
         geometry=directory("results/{dataset}/geometry/{model}/{run}.zarr"),
     log:

@@ -291,11 +291,17 @@ def compare(L: np.ndarray, W: np.ndarray, H: np.ndarray, target: Mapping[str, np
         out[f"cka_{name}"] = linear_cka(mine, theirs)
         out[f"rsa_{name}"] = rsa(mine, theirs)
         out[f"knn_{name}"] = knn_overlap(mine, theirs, knn_k)
+    # issue 14: softmax-invariant (centered) distances and off-diagonal cosine correlations.
+    from ntpgeom.metrics.similarity import compare_extra
+    out.update(compare_extra(L, W, H, target, S=S))
     return out
 
 
 COMPARE_METRICS = ("dist_L", "dist_L_perp", "dist_gram_W", "dist_gram_H", "corr_cos_W",
-                   "corr_cos_H", "cka_W", "cka_H", "rsa_W", "rsa_H", "knn_W", "knn_H")
+                   "corr_cos_H", "cka_W", "cka_H", "rsa_W", "rsa_H", "knn_W", "knn_H",
+                   # issue 14 (ntpgeom.metrics.similarity.EXTRA_METRICS)
+                   "dist_L_centered", "dist_L_perp_centered", "corr_cos_W_offdiag",
+                   "corr_cos_H_offdiag")
 
 #: Meaning and units of every variable of the geometry store (attrs ``long_name``, ``units``).
 DESCRIPTIONS: dict[str, tuple[str, str]] = {
@@ -334,7 +340,13 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
 
 
 def _describe(ds) -> None:
-    for name, (long_name, units) in DESCRIPTIONS.items():
+    # issue 14: the similarity module's variables, and a chance level for every comparison.
+    from ntpgeom.metrics.similarity import DESCRIPTIONS as EXTRA
+
+    chance = {f"{k}_chance{sfx}": (f"{what} of random Gaussian W, H: {v[0]}", v[1])
+              for k, v in {**DESCRIPTIONS, **EXTRA}.items() if k in COMPARE_METRICS
+              for sfx, what in (("", "mean"), ("_std", "standard deviation"))}
+    for name, (long_name, units) in {**DESCRIPTIONS, **EXTRA, **chance}.items():
         if name in ds:
             ds[name].attrs.update(long_name=long_name, units=units)
 
@@ -388,6 +400,8 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *, knn_k: int 
     import xarray as xr
 
     from ntpgeom.errors import UserError
+    from ntpgeom.metrics.chance import CHANCE_DRAWS, CHANCE_SEED, chance_variables
+    from ntpgeom.metrics.similarity import group_cosines
 
     train = train.transpose("step", "token", "dim", "context", ...)
     tokens = [str(t) for t in train["token"].values]
@@ -407,7 +421,7 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *, knn_k: int 
     per_step: dict[str, list[float]] = {k: [] for k in (
         "ce_minus_entropy", "norm_W", "norm_H", "norm_L", "nuclear_norm_L", "rank_L",
         "effective_rank_L", "in_support_error", "relative_offset", "twonn_W", "twonn_H",
-        "collapse_H")}
+        "collapse_H", "cos_within_groups_H", "cos_across_groups_H")}
     spectra = np.zeros((len(steps), n_sv))
     comparisons = {k: np.full((len(steps), len(names)), np.nan) for k in COMPARE_METRICS}
     for i in range(len(steps)):
@@ -428,6 +442,9 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *, knn_k: int 
         per_step["twonn_W"].append(twonn_dimension(W))
         per_step["twonn_H"].append(twonn_dimension(H.T))
         per_step["collapse_H"].append(subspace_collapse(H, S))
+        groups_within, groups_across = group_cosines(H, S)          # issue 14
+        per_step["cos_within_groups_H"].append(groups_within)
+        per_step["cos_across_groups_H"].append(groups_across)
         for t, name in enumerate(names):
             for key, value in compare(L, W, H, targets[name], S=S, knn_k=knn_k).items():
                 comparisons[key][i, t] = value
@@ -435,7 +452,7 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *, knn_k: int 
     target_sv = np.full((len(names), n_sv), np.nan)
     target_numbers: dict[str, list[float]] = {k: [] for k in (
         "target_nuclear_norm", "target_rank", "target_twonn_W", "target_twonn_H",
-        "target_collapse_H")}
+        "target_collapse_H", "target_cos_within_groups_H", "target_cos_across_groups_H")}
     for t, name in enumerate(names):
         tgt = targets[name]
         if "L" in tgt:
@@ -449,12 +466,20 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *, knn_k: int 
         target_numbers["target_twonn_W"].append(twonn_dimension(tgt["W"]))
         target_numbers["target_twonn_H"].append(twonn_dimension(tgt["H"].T))
         target_numbers["target_collapse_H"].append(subspace_collapse(tgt["H"], S))
+        for key, value in zip(("target_cos_within_groups_H", "target_cos_across_groups_H"),
+                              group_cosines(tgt["H"], S), strict=True):
+            target_numbers[key].append(value)
+    # issue 14: chance levels depend on shapes and target only, so once per target, not per step.
+    chance = chance_variables(
+        lambda name: lambda L, W, H: compare(L, W, H, targets[name], S=S, knn_k=knn_k),
+        names, table.V, int(train.sizes["dim"]), table.m)
 
     data: dict[str, Any] = {k: ("step", np.asarray(v, dtype=float)) for k, v in per_step.items()}
     data["singular_values_L"] = (("step", "sv"), spectra)
     data.update({k: (("step", "target"), v) for k, v in comparisons.items()})
     data.update({k: ("target", np.asarray(v, dtype=float)) for k, v in target_numbers.items()})
     data["target_singular_values"] = (("target", "sv"), target_sv)
+    data.update({k: ("target", v) for k, v in chance.items()})
     for name in train.data_vars:
         if str(name).startswith("trace_"):
             data[str(name)] = ("trace_step", train[name].values)
@@ -467,7 +492,8 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *, knn_k: int 
     ds.attrs = {"model": str(train.attrs.get("model", "")), "entropy": entropy,
                 "knn_k": int(knn_k), "rank_rtol": float(rank_rtol),
                 "solvers": [str(s) for s in svm], "norm_L_star": float(np.linalg.norm(L_star)),
-                "seed": train.attrs.get("seed")}
+                "seed": train.attrs.get("seed"), "chance_draws": CHANCE_DRAWS,
+                "chance_seed": CHANCE_SEED}
     log.info("geometry: %d checkpoints × %d targets; final CE − H = %.3g, dist_L(%s) = %.3g",
              len(steps), len(names), per_step["ce_minus_entropy"][-1], names[0],
              comparisons["dist_L"][-1, 0])
