@@ -67,7 +67,7 @@ def train_ufm(table: Table, *, model: str = "ufm", d: int = 16, steps: int = 200
     (torch's per-call overhead made these 10 × 14 problems 20× slower). The step size halves at
     1/2 and 3/4 of the run, as the paper's MultiStepLR schedule decays it.
     """
-    from ntpgeom.metrics.geometry import cross_entropy, log_softmax
+    from ntpgeom.metrics.core import cross_entropy, log_softmax
 
     rng = np.random.default_rng(seed)
     P, pi = table.P(), table.pi
