@@ -256,3 +256,31 @@ def test_mismatched_labels_are_a_user_error(table, L_mm):
     with pytest.raises(UserError, match="labels differ"):
         run_geometry(train, table, reference_dataset(table),
                        {"scs": svm_dataset(table, L_mm, "scs")})
+
+
+# -- one vocabulary -------------------------------------------------------------------------------
+def test_every_store_speaks_the_one_vocabulary(table, L_mm):
+    """Geometry, grid-point and linear-run variables are all names of VOCABULARY (with its long
+    name), and the README's vocabulary table lists each name exactly once."""
+    import re
+    from pathlib import Path
+
+    from ntpgeom.metrics.vocabulary import VOCABULARY
+    from ntpgeom.studies.grid import parse_grid, run_points
+    from ntpgeom.studies.linear import RUN_METRICS
+
+    geo = run_geometry(fake_run(table, L_mm), table, reference_dataset(table),
+                       {"scs": svm_dataset(table, L_mm, "scs")}, knn_k=3)
+    spec = parse_grid("g", {"axes": {"d": [4]}, "fixed": {"epochs": 3, "checkpoints": 2}},
+                      datasets=["t"])
+    (point,) = run_points(table, L_mm, [spec.point("d~4")])
+    for ds in (geo, point):
+        names = [str(n) for n in ds.data_vars if not str(n).startswith("trace_")]
+        assert set(names) <= set(VOCABULARY), set(names) - set(VOCABULARY)
+        for n in names:
+            assert ds[n].attrs["long_name"] == VOCABULARY[n][0], n
+    assert set(RUN_METRICS) <= set(VOCABULARY)
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = readme.split("### The metric vocabulary", 1)[1].split("\n#", 1)[0]
+    rows = re.findall(r"^\| `([A-Za-z_]+)` \| [^|]+ \| [^|]+ \| ", readme, flags=re.M)
+    assert sorted(rows) == sorted(VOCABULARY)

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: SCS's iteration cap unless a caller says otherwise (the ``svm.cvxpy.max_iters`` default).
 SCS_MAX_ITERS = 100_000
+#: How the log names a solver.
+DISPLAY_NAMES = {"scs": "SCS", "mosek": "MOSEK", "clarabel": "Clarabel"}
 #: Clarabel's iteration cap: an interior-point method needs tens of iterations, not hundreds.
 CLARABEL_MAX_ITER = 500
 
@@ -80,7 +82,7 @@ def resolve_solver(solver: str, *, where: str, fallback: str, choices: Sequence[
         if ok:
             return "mosek"
         log.info("%s: solver auto: MOSEK unavailable (%s); falling back to %s", where, why,
-                 fallback)
+                 DISPLAY_NAMES.get(fallback, fallback))
         return fallback
     if solver == "mosek":
         ok, why = mosek_status()
