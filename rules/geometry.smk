@@ -1,5 +1,5 @@
 # Stage 5: a training run against the theory's predictions (L*, L^mm per solver, S̄, S), at every
-# checkpoint → results/{dataset}/geometry/{model}/{run}.zarr (metrics: src/ntpgeom/metrics/geometry.py).
+# checkpoint → results/{dataset}/geometry/{model}/{run}.zarr (metrics: src/ntpgeom/metrics/).
 
 
 include: "geometry_helpers.smk"

@@ -72,7 +72,7 @@ def train_ufm(table: Table, *, model: str = "ufm", d: int = 16, steps: int = 200
     null space of W gets no gradient (∂H = Wᵀ G), so with d > V its random start persists and
     only shrinks relative to ‖H‖, which grows about logarithmically.
     """
-    from ntpgeom.metrics.geometry import cross_entropy, log_softmax
+    from ntpgeom.metrics.core import cross_entropy, log_softmax
 
     rng = np.random.default_rng(seed)
     P, pi = table.P(), table.pi
@@ -168,8 +168,8 @@ def write_linear(root: Path, dataset: str, linear: dict = LINEAR) -> None:
 
     base = Path(root) / "results" / dataset
     options = {"solvers": ["clarabel", "fista"], "eps": 1e-9, "fista_tol": 1e-10,
-               "fista_max_iter": 200_000, "epochs": 10_000, "seed": 0, "dtype": "float64",
-               "checkpoints_per_decade": 10, "device": "cpu"}
+               "fista_max_iter": 200_000, "rank_rtol": 1e-6, "epochs": 10_000, "seed": 0,
+               "dtype": "float64", "checkpoints_per_decade": 10, "device": "cpu"}
     options.update({k: v for k, v in linear.items() if k in options})
     for emb, spec in linear["embeddings"].items():
         ref = base / "linear" / emb / "reference.zarr"

@@ -1,5 +1,5 @@
-"""ntpgeom.metrics.similarity and ntpgeom.metrics.chance against closed forms and independent
-re-computations, then their place in the geometry store."""
+"""The softmax-invariant and off-diagonal metrics of ntpgeom.metrics.core, and metrics.chance,
+against closed forms and independent re-computations, then their place in the geometry store."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from fixture_stores import solve_mm, svm_dataset
 from test_geometry import fake_run
 
 from ntpgeom.data.synthetic import ksubset_table, random_table
-from ntpgeom.metrics import chance, similarity
-from ntpgeom.metrics.geometry import COMPARE_METRICS, compare, cosine_matrix, run_geometry
+from ntpgeom.metrics import chance, core
+from ntpgeom.metrics.core import COMPARE_METRICS, compare, cosine_matrix
+from ntpgeom.metrics.geometry import run_geometry
 from ntpgeom.theory.reference import centered_support, factorize, reference_dataset, reldir
 
 
@@ -28,7 +29,7 @@ def L_mm(table):
 def test_centering_removes_exactly_what_softmax_ignores():
     rng = np.random.default_rng(0)
     L = rng.standard_normal((7, 5))
-    Lt = similarity.center_columns(L)
+    Lt = core.center_columns(L)
     np.testing.assert_allclose(Lt.sum(axis=0), 0, atol=1e-14)
     soft = lambda X: np.exp(X) / np.exp(X).sum(axis=0)  # noqa: E731
     np.testing.assert_allclose(soft(Lt), soft(L), rtol=1e-13)
@@ -37,16 +38,16 @@ def test_centering_removes_exactly_what_softmax_ignores():
 def test_centered_distance_ignores_column_shifts_and_equals_raw_for_centered_matrices():
     rng = np.random.default_rng(1)
     T = centered_support(ksubset_table(6, 2).S())           # zero column sums
-    L0 = similarity.center_columns(T + 0.1 * rng.standard_normal(T.shape))
+    L0 = core.center_columns(T + 0.1 * rng.standard_normal(T.shape))
     shift = np.ones((T.shape[0], 1)) * rng.standard_normal((1, T.shape[1])) * 10
-    d0 = similarity.centered_reldir(L0, T)
+    d0 = core.centered_reldir(L0, T)
     # For zero-column-sum L and T it is the paper's raw distance ...
     assert d0 == pytest.approx(reldir(L0, T), abs=1e-14)
     # ... and adding any per-column constant leaves it unchanged, while the raw one grows.
-    assert similarity.centered_reldir(L0 + shift, T) == pytest.approx(d0, abs=1e-13)
+    assert core.centered_reldir(L0 + shift, T) == pytest.approx(d0, abs=1e-13)
     assert d0 < 0.3 and reldir(L0 + shift, T) > 1.0
     # Closed form: L = ρT + 1cᵀ is at centered distance 0 from T for any ρ > 0 and c.
-    assert similarity.centered_reldir(3.0 * T + shift, T) == pytest.approx(0, abs=1e-14)
+    assert core.centered_reldir(3.0 * T + shift, T) == pytest.approx(0, abs=1e-14)
 
 
 # -- off-diagonal correlation -------------------------------------------------------------------
@@ -56,13 +57,13 @@ def test_offdiag_correlation_is_pearson_of_the_upper_triangles_and_ignores_the_d
     B = cosine_matrix(rng.standard_normal((9, 4)))
     iu = np.triu_indices(9, k=1)
     pearson = np.corrcoef(A[iu], B[iu])[0, 1]
-    assert similarity.offdiag_correlation(A, B, c=0.0) == pytest.approx(pearson, abs=1e-12)
+    assert core.offdiag_correlation(A, B, c=0.0) == pytest.approx(pearson, abs=1e-12)
     B2 = B.copy()
     np.fill_diagonal(B2, -5.0)
-    assert similarity.offdiag_correlation(A, B2) == similarity.offdiag_correlation(A, B)
-    assert similarity.offdiag_correlation(A, A) == pytest.approx(1, abs=1e-12)
+    assert core.offdiag_correlation(A, B2) == core.offdiag_correlation(A, B)
+    assert core.offdiag_correlation(A, A) == pytest.approx(1, abs=1e-12)
     with pytest.raises(ValueError, match="square"):
-        similarity.offdiag_correlation(A, B[:, :4])
+        core.offdiag_correlation(A, B[:, :4])
 
 
 # -- group cosines ------------------------------------------------------------------------------
@@ -72,12 +73,12 @@ def test_group_cosines_by_hand():
     t = 0.3
     H = np.array([[1, np.cos(t), 0, 0, 1],
                   [0, np.sin(t), 1, 1, 1]])                   # d = 2, m = 5
-    within, across = similarity.group_cosines(H, S)
+    within, across = core.group_cosines(H, S)
     assert within == pytest.approx((np.cos(t) + 1) / 2, abs=1e-12)
     # Across: cos(h_0, h_2) = cos(h_0, h_3) = 0, cos(h_1, h_2) = cos(h_1, h_3) = sin t.
     assert across == pytest.approx(np.sin(t) / 2, abs=1e-12)
-    assert all(np.isnan(similarity.group_cosines(H, np.eye(5, dtype=bool)[:2] | True)[1:]))
-    assert np.isnan(similarity.group_cosines(np.eye(3), np.eye(3, dtype=bool))[0])
+    assert all(np.isnan(core.group_cosines(H, np.eye(5, dtype=bool)[:2] | True)[1:]))
+    assert np.isnan(core.group_cosines(np.eye(3), np.eye(3, dtype=bool))[0])
 
 
 # -- chance levels ------------------------------------------------------------------------------
@@ -149,6 +150,6 @@ def test_offdiag_correlation_is_undefined_for_a_simplex_etf_target():
     W_etf, _, _ = factorize(centered_support(ksubset_table(V, 1).S()))
     A = cosine_matrix(W_etf)
     B = cosine_matrix(np.random.default_rng(0).standard_normal((V, 3)))
-    assert np.isnan(similarity.offdiag_correlation(A, B))
-    assert np.isnan(similarity.offdiag_correlation(B, A))
-    assert np.isfinite(similarity.offdiag_correlation(B, B))
+    assert np.isnan(core.offdiag_correlation(A, B))
+    assert np.isnan(core.offdiag_correlation(B, A))
+    assert np.isfinite(core.offdiag_correlation(B, B))

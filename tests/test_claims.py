@@ -168,7 +168,7 @@ def test_claim8_gd_ngd_adam_approach_W_mm_in_direction_and_W_star_on_F(  # noqa:
     config = dataclasses.replace(config, threads=1, trace_every=10)
     traj = fit(table, config, features=H, progress=False)
     m = run_metrics(np.stack(traj.W), ref, table.S())
-    corr, err = m["corr_mm"], m["in_support_error"]
+    corr, err = m["corr_W"], m["in_support_error_W"]
     # Several checkpoints, not one step: the direction gets closer to W^mm and the in-support
     # part closer to W* at every decade, from ⟨Ŵ, Ŵ^mm⟩ ≈ 0 (random start; a random direction
     # in V·d = 128 dimensions has correlation 0 ± 0.09).
@@ -179,8 +179,8 @@ def test_claim8_gd_ngd_adam_approach_W_mm_in_direction_and_W_star_on_F(  # noqa:
     assert corr[-1] > 0.85
     assert err[-1] < 0.15 * float(np.linalg.norm(ref["W_star"].values))
     [claim] = linear_claims({"norm_W_star": float(np.linalg.norm(ref["W_star"].values)),
-                             "runs": {optimizer: {"corr_mm": corr[-1],
-                                                  "in_support_error": err[-1]}}})
+                             "runs": {optimizer: {"corr_W": corr[-1],
+                                                  "in_support_error_W": err[-1]}}})
     assert claim.holds
 
 

@@ -9,7 +9,7 @@ import pytest
 from ntpgeom.data.build import make_table
 from ntpgeom.data.synthetic import grammar_corpus, grammar_supports
 from ntpgeom.errors import UserError
-from ntpgeom.metrics.geometry import support_groups
+from ntpgeom.metrics.core import support_groups
 
 
 def grammar_table(**spec):

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ntpgeom.metrics.core import cosine_matrix
 from ntpgeom.theory.reference import constraint_violation, nuclear_norm, reldir
 
 #: The criteria of the verdicts (see each claim's ``criterion`` text).
@@ -165,8 +166,6 @@ def run_claims(g, solver: str) -> list[Claim]:
 
 def etf_error(W: np.ndarray) -> float:
     """max over z ≠ z' of |cos(w_z, w_z') + 1/(V − 1)|: 0 for a simplex ETF (claim 7, k = 1)."""
-    from ntpgeom.metrics.geometry import cosine_matrix
-
     C = cosine_matrix(np.asarray(W, dtype=float))
     V = C.shape[0]
     off = C[~np.eye(V, dtype=bool)]
@@ -217,7 +216,7 @@ def linear_claims(numbers: Mapping[str, Any]) -> list[Claim]:
     out = []
     norm_star = float(numbers.get("norm_W_star", np.nan))
     for name, r in numbers.get("runs", {}).items():
-        corr, err = float(r["corr_mm"]), float(r["in_support_error"])
+        corr, err = float(r["corr_W"]), float(r["in_support_error_W"])
         out.append(Claim(8, [("⟨Ŵ, Ŵ^mm⟩, last step", corr), ("‖P_F(W) − W*‖_F", err)],
                          [("limit", 1.0), ("‖W*‖_F", norm_star)],
                          f"⟨Ŵ, Ŵ^mm⟩ ≥ {t['linear_corr']:g} and ‖P_F(W) − W*‖ ≤ "

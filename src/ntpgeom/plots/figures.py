@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ntpgeom.metrics.geometry import cosine_matrix
+from ntpgeom.metrics.core import cosine_matrix
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ntpgeom.theory.reference import nuclear_norm, reldir
+from ntpgeom.theory.reference import RANK_RTOL, nuclear_norm, reldir
 
 log = logging.getLogger(__name__)
 
@@ -125,14 +125,15 @@ def linear_numbers(reference, runs: Mapping[str, Any]) -> dict[str, Any]:
         ``solvers``: per solver its status, ‖W^mm‖ and worst constraint violation;
         ``solver_agreement`` = max over solver pairs of ‖W_a − W_b‖_F/‖W_b‖_F, recomputed from
         ``W_mm_by_solver`` (NaN when not separable); ``runs``: per optimizer its step size, last
-        step and, there, CE − H, ‖W‖_F, ⟨Ŵ, Ŵ^mm⟩, that of W − W*, and ‖P_F(W) − W*‖_F.
+        step and, there, CE − H, ‖W‖_F, ``corr_W`` ⟨Ŵ, Ŵ^mm⟩, ``corr_W_offset`` (that of W − W*)
+        and ``in_support_error_W`` ‖P_F(W) − W*‖_F.
     """
-    from ntpgeom.studies.linear import overparameterized
+    from ntpgeom.theory.linear import overparameterized
 
     a = reference.attrs
     H_bar = reference["H_bar"].transpose("dim", "context").values
     d, m = H_bar.shape
-    over, rank = overparameterized(H_bar)
+    over, rank = overparameterized(H_bar, a.get("rank_rtol", RANK_RTOL))
     by_solver = reference["W_mm_by_solver"].transpose("solver", "token", "dim").values
     names = [str(s) for s in reference["solver"].values]
     statuses = list(a.get("statuses", [])) or [a.get("status", "")] * len(names)
@@ -164,8 +165,8 @@ def linear_numbers(reference, runs: Mapping[str, Any]) -> dict[str, Any]:
             "lr": ds.attrs.get("lr"), "step": int(ds["trace_step"].values[-1]),
             "ce_minus_entropy": float(ds["trace_ce_minus_entropy"].values[-1]),
             "norm_W": float(ds["trace_norm_W"].values[-1]),
-            "corr_mm": float(last["corr_mm"]), "corr_mm_offset": float(last["corr_mm_offset"]),
-            "in_support_error": float(last["in_support_error"])}
+            "corr_W": float(last["corr_W"]), "corr_W_offset": float(last["corr_W_offset"]),
+            "in_support_error_W": float(last["in_support_error_W"])}
     return out
 
 
@@ -255,7 +256,7 @@ def _linear_section(key: str, num: Mapping[str, Any],
     parts.append(_table(["optimizer", "update", "step size η", "step", "CE − H (nats)", "‖W‖_F",
                          "⟨Ŵ, Ŵ^mm⟩", "⟨(W − W*)^, Ŵ^mm⟩", "‖P_F(W) − W*‖_F"],
                         [[name, r["optimizer"], r["lr"], r["step"], r["ce_minus_entropy"],
-                          r["norm_W"], r["corr_mm"], r["corr_mm_offset"], r["in_support_error"]]
+                          r["norm_W"], r["corr_W"], r["corr_W_offset"], r["in_support_error_W"]]
                          for name, r in num["runs"].items()]))
     parts.append("<p>Ŵ = W/‖W‖_F. The theorem (Thm 2) predicts CE − H → 0, ‖W‖ → ∞, both "
                  "correlations → 1 and ‖P_F(W) − W*‖ → 0.</p>")
