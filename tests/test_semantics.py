@@ -196,3 +196,52 @@ def test_zero_coordinates_are_their_own_symbol():
     Y = np.array([[1.0, 0.5], [1.0, 1e-12], [-1.0, -0.5], [-1.0, 0.0]])
     np.testing.assert_array_equal(sem.sign_patterns(Y), [[1, 1], [1, 0], [-1, -1], [-1, 0]])
     assert sem.orthant_clusters(Y, np.array([2])).tolist() == [[0, 1, 2, 3]]
+
+
+# -- the store ------------------------------------------------------------------------------------
+def toy_run(init: float = 1e-3, lr: float = 2.0, steps: int = 1000):
+    """A training store (W, H, logits per checkpoint) of the GD reference on the toy."""
+    import xarray as xr
+
+    keep = tuple(range(0, 201)) + (500, steps)
+    kept, W, H = gd_ufm(init, lr, steps, keep=keep)
+    return xr.Dataset(
+        {"W": (("step", "token", "dim"), W), "H": (("step", "dim", "context"), H),
+         "logits": (("step", "token", "context"), W @ H)},
+        coords={"step": kept, "token": np.array(TOY.tokens, dtype=object),
+                "context": np.array(TOY.contexts, dtype=object)},
+        attrs={"model": "ufm", "seed": 0})
+
+
+def test_semantics_store_on_the_toy(tmp_path):
+    from fixture_stores import svm_dataset
+
+    from ntpgeom.metrics.vocabulary import VOCABULARY
+    from ntpgeom.store import open_store, write_store
+    from ntpgeom.theory.reference import reference_dataset
+
+    # L^mm = S̄ on the toy (semantics.md check 3), so the fixture's L^mm is S̄ itself.
+    ds = sem.run_semantics(toy_run(), TOY, reference_dataset(TOY), svm_dataset(TOY, S_BAR, "x"),
+                           max_k=7)
+    assert list(ds["target"].values) == ["S_bar", "L_mm"]
+    for name in ds.data_vars:
+        assert ds[name].attrs["long_name"] == VOCABULARY[name][0], name
+    t = ds["learn_step"].sel(target="S_bar").values
+    assert (np.diff(t) >= 0).all() and t[0] < t[1] < t[3]
+    np.testing.assert_array_equal(t, ds["learn_step"].sel(target="L_mm").values)
+    np.testing.assert_allclose(ds["sigma"].sel(target="S_bar"), SIGMA, atol=1e-12)
+    assert ds["k_used"].values.tolist() == [1, 3, 3, 7, 7, 7, 7]
+    assert ds["degenerate"].values.tolist() == [False] + [True] * 6
+    diag = ([0, 1, 3], [0, 1, 2])                      # (k, level) pairs: 1–1, 2–2 (block), 4–3
+    np.testing.assert_allclose(ds["ari_target_W"].values[:, diag[0], diag[1]], 1.0)
+    np.testing.assert_allclose(ds["ari_W_in_S_bar"].values[diag], 1.0)
+    assert ds["ari_W"].values[0, 0] == pytest.approx(1.0)
+    assert ds["ari_kmeans_W"].values[0, 0] == pytest.approx(1.0)
+    # Every checkpoint from the first learning step on has the root split (check 9).
+    after = ds["step"].values >= t[0]
+    np.testing.assert_allclose(ds["ari_W_steps"].values[after, 0, 0], 1.0)
+    poles = {ds["pole_pos_W"].values[0], ds["pole_neg_W"].values[0]}
+    assert any("oak" in p for p in poles) and any("dog" in p for p in poles)
+    write_store(ds, tmp_path / "s.zarr")
+    back = open_store(tmp_path / "s.zarr")
+    np.testing.assert_array_equal(back["orthant_W"].values, ds["orthant_W"].values)

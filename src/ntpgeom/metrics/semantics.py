@@ -30,12 +30,15 @@ the ids unchanged.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
 
 from ntpgeom.metrics.core import center_columns
 from ntpgeom.theory.reference import RANK_RTOL
+
+log = logging.getLogger(__name__)
 
 #: Relative gap below which consecutive singular values form one degenerate block (§5 check 13).
 DEGENERACY_RTOL = 1e-6
@@ -127,6 +130,8 @@ def first_appearance_ids(rows: np.ndarray) -> np.ndarray:
     """Integer id of each row's value, numbered by first appearance (0, 1, …): equal partitions
     give equal id arrays whatever the values' labels."""
     rows = np.asarray(rows)
+    if rows.ndim > 1 and rows.shape[1] == 0:  # no direction: one cluster
+        return np.zeros(len(rows), dtype=np.int64)
     _, first, inverse = np.unique(rows.reshape(len(rows), -1), axis=0, return_index=True,
                                   return_inverse=True)
     rank = np.empty(len(first), dtype=np.int64)
@@ -149,6 +154,16 @@ def orthant_clusters(Y: np.ndarray, k_used: np.ndarray, zero_rtol: float = ZERO_
     """Cluster ids (K, n): row k−1 is the sign pattern of the first ``k_used[k−1]`` columns."""
     signs = sign_patterns(Y, zero_rtol)
     return np.stack([first_appearance_ids(signs[:, :k]) for k in k_used])
+
+
+def trained_clusters(W: np.ndarray, H: np.ndarray, k_used: np.ndarray,  # noqa: N803
+                     zero_rtol: float = ZERO_RTOL):
+    """Orthant clusters of a run's words and contexts at each k (directions ``k_used``, capped
+    at rank L̃; L̃ = 0 puts everything in one cluster): ((ids_W, ids_H), (Y, X, σ))."""
+    Y, X, sigma = concept_coordinates(W, H, int(np.max(k_used)))
+    used = np.minimum(k_used, Y.shape[1])
+    return (orthant_clusters(Y, used, zero_rtol), orthant_clusters(X, used, zero_rtol)), \
+        (Y, X, sigma)
 
 
 def kmeans_clusters(Y: np.ndarray, k_used: np.ndarray, n_clusters: np.ndarray, seed: int = 0
@@ -186,3 +201,152 @@ def pole_names(Y: np.ndarray, names: Sequence[str], top: int = 3) -> tuple[list[
         keep = [z for z in order[::-1][:top] if Y[z, i] < -ZERO_RTOL * scale]
         neg.append(", ".join(names[keep]))
     return pos, neg
+
+
+# -- the semantics store ------------------------------------------------------------------------
+def run_semantics(train, table, reference, svm=None, *, theta: float = THETA, max_k: int = 8,
+                  zero_rtol: float = ZERO_RTOL, degeneracy_rtol: float = DEGENERACY_RTOL,
+                  pole_words: int = 3, kmeans_seed: int = 0):
+    """The ``results/{dataset}/semantics/{model}/{run}.zarr`` dataset of one training run.
+
+    Parameters
+    ----------
+    train : xarray.Dataset
+        The run's training store (``W`` (step, token, dim), ``H`` (step, dim, context),
+        ``logits``).
+    table : ntpgeom.data.table.Table
+        Its table (``token_label`` gives the ARIs when present).
+    reference : xarray.Dataset
+        ``reference.zarr`` (``S_bar``, ``W_bar``, ``H_bar``).
+    svm : xarray.Dataset, optional
+        One solver's ``svm/{solver}.zarr`` (``L_mm``, ``W_mm``, ``H_mm``): target ``L_mm``.
+    theta, max_k, zero_rtol, degeneracy_rtol, pole_words, kmeans_seed
+        θ of the learning step (logits); the largest k clustered; the zero and degeneracy
+        tolerances (module docstring); words named per pole; the k-means seed.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims ``target`` (``S_bar``[, ``L_mm``]), ``mode`` (1 … rank), ``step``, ``k`` (1 … K),
+        ``token``, ``context``[, ``level``]. The trained clusters use S̄'s degenerate blocks
+        (``k_used``, ``degenerate``): a trained L's spectrum is never exactly degenerate (finite
+        training and the random initialisation split the tie), while the concept structure the
+        theory predicts is S̄'s. Names and meanings: :mod:`ntpgeom.metrics.vocabulary`.
+    """
+    import xarray as xr
+
+    from ntpgeom.metrics.vocabulary import describe
+
+    train = train.transpose("step", "token", "dim", "context", ...)
+    if [str(t) for t in train["token"].values] != list(table.tokens) or \
+            [str(c) for c in train["context"].values] != list(table.contexts):
+        from ntpgeom.errors import UserError
+        raise UserError("semantics: the training store's token/context labels differ from the "
+                        "table's; rebuild the training run from this table")
+    steps = train["step"].values
+    logits = train["logits"].values.astype(np.float64)
+    W_end = train["W"].values[-1].astype(np.float64)
+    H_end = train["H"].values[-1].astype(np.float64)
+    reference = reference.transpose("token", "rank", "context", ...)
+    factors = {"S_bar": (reference["S_bar"].values, reference["W_bar"].values,
+                         reference["H_bar"].values)}
+    if svm is not None:
+        svm = svm.transpose("token", "rank", "context", ...)
+        factors["L_mm"] = (svm["L_mm"].values, svm["W_mm"].values, svm["H_mm"].values)
+    names = list(factors)
+    spectra = {n: spectrum(center_columns(f[0])) for n, f in factors.items()}
+    r = max(s[1].size for s in spectra.values())
+    K = min(max_k, spectra["S_bar"][1].size)
+
+    sigma = np.full((len(names), r), np.nan)
+    block = np.full((len(names), r), -1, dtype=np.int64)
+    strength = np.full((len(names), len(steps), r), np.nan)
+    learned = np.full((len(names), r), np.nan)
+    target_W = np.zeros((len(names), K, table.V), dtype=np.int64)
+    target_H = np.zeros((len(names), K, table.m), dtype=np.int64)
+    target_k_used = np.zeros((len(names), K), dtype=np.int64)
+    for t, name in enumerate(names):
+        U_t, s_t, V_t = spectra[name]
+        b = degenerate_blocks(s_t, degeneracy_rtol)
+        n = s_t.size
+        sigma[t, :n], block[t, :n] = s_t, b
+        strength[t, :, :n] = mode_strength(logits, U_t, V_t, b)
+        learned[t, :n] = learn_steps(steps, strength[t, :, :n], theta)
+        _, Wf, Hf = factors[name]
+        Kt = min(K, n)
+        Y, X, _ = concept_coordinates(Wf, Hf, Kt)
+        used, _ = whole_blocks(b, Kt)
+        used = np.concatenate([used, np.full(K - Kt, used[-1] if Kt else 0)])
+        target_k_used[t] = used
+        target_W[t] = orthant_clusters(Y, used, zero_rtol)
+        target_H[t] = orthant_clusters(X, used, zero_rtol)
+
+    U_s, s_s, V_s = spectra["S_bar"]
+    k_used, degenerate = whole_blocks(degenerate_blocks(s_s, degeneracy_rtol), K)
+    (orthant_W, orthant_H), (Y, X, sigma_L) = trained_clusters(W_end, H_end, k_used, zero_rtol)
+    used = np.minimum(k_used, Y.shape[1])
+    Y_s, _, _ = concept_coordinates(W_end, H_end, int(k_used[-1]), basis=(U_s, s_s, V_s))
+    in_sbar = orthant_clusters(Y_s, k_used, zero_rtol)
+    n_clusters = np.array([len(np.unique(row)) for row in orthant_W])
+    kmeans = kmeans_clusters(Y, used, n_clusters, kmeans_seed)
+    pos, neg = pole_names(Y[:, :K], table.tokens, pole_words)
+    pad = K - len(pos)
+
+    obj = np.dtype(object)
+    data: dict = {
+        "sigma": (("target", "mode"), sigma),
+        "block": (("target", "mode"), block),
+        "mode_strength": (("target", "step", "mode"), strength),
+        "learn_step": (("target", "mode"), learned),
+        "k_used": ("k", k_used), "degenerate": ("k", degenerate),
+        "sigma_L": ("k", np.concatenate([sigma_L[:K], np.full(K - min(K, sigma_L.size),
+                                                              np.nan)])),
+        "orthant_W": (("k", "token"), orthant_W), "orthant_H": (("k", "context"), orthant_H),
+        "orthant_W_in_S_bar": (("k", "token"), in_sbar),
+        "kmeans_W": (("k", "token"), kmeans),
+        "orthant_target_W": (("target", "k", "token"), target_W),
+        "orthant_target_H": (("target", "k", "context"), target_H),
+        "target_k_used": (("target", "k"), target_k_used),
+        "pole_pos_W": ("k", np.array(pos + [""] * pad, dtype=obj)),
+        "pole_neg_W": ("k", np.array(neg + [""] * pad, dtype=obj)),
+    }
+    coords: dict = {"target": np.array(names, dtype=obj), "mode": np.arange(1, r + 1),
+                    "step": steps, "k": np.arange(1, K + 1),
+                    "token": np.array(table.tokens, dtype=obj),
+                    "context": np.array(table.contexts, dtype=obj)}
+    if table.token_label is not None:
+        labels = table.token_label
+        data["ari_W"] = (("k", "level"), adjusted_rand(orthant_W, labels))
+        data["ari_W_in_S_bar"] = (("k", "level"), adjusted_rand(in_sbar, labels))
+        data["ari_kmeans_W"] = (("k", "level"), adjusted_rand(kmeans, labels))
+        data["ari_target_W"] = (("target", "k", "level"),
+                                np.stack([adjusted_rand(c, labels) for c in target_W]))
+        per_step = [adjusted_rand(trained_clusters(train["W"].values[i], train["H"].values[i],
+                                                   k_used, zero_rtol)[0][0], labels)
+                    for i in range(len(steps))]
+        data["ari_W_steps"] = (("step", "k", "level"), np.stack(per_step))
+        coords["level"] = np.arange(1, labels.shape[1] + 1)
+    ds = xr.Dataset(data, coords=coords)
+    describe(ds)
+    ds.attrs = {"model": str(train.attrs.get("model", "")), "theta": float(theta),
+                "theta_units": "logits", "zero_rtol": float(zero_rtol),
+                "degeneracy_rtol": float(degeneracy_rtol), "kmeans_seed": int(kmeans_seed),
+                "seed": train.attrs.get("seed")}
+    log.info("semantics: learn steps (S̄) %s for σ %s", learned[0, :min(r, 8)].tolist(),
+             np.round(sigma[0, :min(r, 8)], 4).tolist())
+    return ds
+
+
+def semantics_store(*, train: str, table: str, reference: str, svm: str | None = None,
+                    out: str, config=None, **options) -> None:
+    """Read one run's stores, compute :func:`run_semantics` and write it atomically to ``out``."""
+    import time
+
+    from ntpgeom.data.table import load
+    from ntpgeom.store import open_store, provenance, write_store
+
+    start = time.perf_counter()
+    ds = run_semantics(open_store(train), load(table), open_store(reference),
+                       open_store(svm) if svm else None, **options)
+    ds.attrs = provenance(config, wall_seconds=time.perf_counter() - start, **ds.attrs)
+    write_store(ds, out)
