@@ -97,5 +97,7 @@ def all_targets():
         + report_targets()
         + grid_targets()
     )
-    # The linear-model study only when the config has a `linear` section (rules/linear.smk).
-    return targets + (linear_targets() if "linear" in config else [])
+    # The linear-model study and the semantics stage only when the config has their section
+    # (rules/linear.smk, rules/semantics.smk): the default run stays as it was.
+    return (targets + (linear_targets() if "linear" in config else [])
+            + (semantics_targets() if "semantics" in config else []))

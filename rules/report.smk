@@ -12,7 +12,7 @@ rule report:
         stores=report_inputs,
         code=src_files(
             "theory/reference", "theory/svm", "theory/linear", "metrics", "plots/figio",
-            "plots/figures", "plots/report", "studies/linear",
+            "plots/figures", "plots/report", "studies/linear", "plots/semantics_figures",
         ),
         captions=report_captions(),
     output:
@@ -24,6 +24,7 @@ rule report:
         overlays=report_overlays,
         linear=report_linear,
         toy=report_toy,
+        semantics=report_semantics,
         config=config,
     localrule: True
     conda:

@@ -5,7 +5,8 @@ CAPTIONS = str(Path(workflow.basedir) / "report")
 
 
 def report_targets():
-    return ["results/report.html"] if report_datasets() or report_linear() else []
+    return (["results/report.html"] if report_datasets() or report_linear()
+            or report_semantics() else [])
 
 
 def report_datasets():
@@ -56,6 +57,21 @@ def report_toy(wildcards=None):
     return "results/figures/linear_toy.png" if config.get("linear", {}).get("toy") else None
 
 
+def report_semantics(wildcards=None):
+    """"dataset/model/run" → its semantics store and figure PNGs, when the config has a
+    `semantics` section (as semantics_targets())."""
+    if "semantics" not in config:
+        return {}
+    return {
+        f"{d}/{model}/{run}": {
+            "store": semantics_store(d, model, run),
+            "figures": [semantics_figure(d, model, run, name) for name in SEMANTICS_FIGURES],
+        }
+        for d in DATASETS
+        for model, run in train_runs(d)
+    }
+
+
 def report_captions():
     """Every caption in report/ (figures, and linear_<name> for the linear figures)."""
     return sorted(str(p) for p in Path(CAPTIONS).glob("*.rst"))
@@ -64,7 +80,8 @@ def report_captions():
 def report_inputs(wildcards):
     """Every path the report reads, flattened (the rule's inputs)."""
     files = []
-    for paths in list(report_paths().values()) + list(report_linear().values()):
+    for paths in (list(report_paths().values()) + list(report_linear().values())
+                  + list(report_semantics().values())):
         for value in paths.values():
             files += [value] if isinstance(value, str) else value
     return files + report_overlays() + ([report_toy()] if report_toy() else [])

@@ -245,3 +245,29 @@ def test_semantics_store_on_the_toy(tmp_path):
     write_store(ds, tmp_path / "s.zarr")
     back = open_store(tmp_path / "s.zarr")
     np.testing.assert_array_equal(back["orthant_W"].values, ds["orthant_W"].values)
+
+
+def test_figures_and_report_section_render(tmp_path):
+    from fixture_stores import svm_dataset
+
+    from ntpgeom.plots.report import _semantics_section, semantics_numbers
+    from ntpgeom.plots.semantics_figures import SEMANTICS_FIGURES, render_to
+    from ntpgeom.store import write_store
+    from ntpgeom.theory.reference import reference_dataset
+
+    ds = sem.run_semantics(toy_run(steps=100), TOY, reference_dataset(TOY),
+                           svm_dataset(TOY, S_BAR, "x"), max_k=3)
+    write_store(ds, tmp_path / "s.zarr")
+    for name in SEMANTICS_FIGURES:
+        render_to(name, store=str(tmp_path / "s.zarr"), png=str(tmp_path / f"{name}.png"),
+                  pdf=str(tmp_path / f"{name}.pdf"))
+        assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    num = semantics_numbers(ds)
+    assert num["ordered"] and [b["size"] for b in num["blocks"]] == [1, 2, 4]
+    # k = 3 (k_used 3): the four mid-level groups, two words each.
+    assert {frozenset(c["words"]) for c in num["clusters"]} == {
+        frozenset(p) for p in (("oak", "pine"), ("rose", "tulip"), ("cat", "dog"),
+                               ("shark", "trout"))}
+    page = "".join(_semantics_section("toy/ufm/r", num, [], {}))
+    assert "oak, pine" in page or "pine, oak" in page
+    assert "non-decreasing as σ decreases: yes" in page

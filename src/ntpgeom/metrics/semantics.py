@@ -307,6 +307,8 @@ def run_semantics(train, table, reference, svm=None, *, theta: float = THETA, ma
         "orthant_target_W": (("target", "k", "token"), target_W),
         "orthant_target_H": (("target", "k", "context"), target_H),
         "target_k_used": (("target", "k"), target_k_used),
+        "coord_W": (("token", "k"), np.pad(Y[:, :K], ((0, 0), (0, K - min(K, Y.shape[1]))),
+                                           constant_values=np.nan)),
         "pole_pos_W": ("k", np.array(pos + [""] * pad, dtype=obj)),
         "pole_neg_W": ("k", np.array(neg + [""] * pad, dtype=obj)),
     }

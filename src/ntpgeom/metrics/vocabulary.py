@@ -101,6 +101,8 @@ VOCABULARY: dict[str, tuple[str, str]] = {
     "orthant_target_H": ("orthant cluster of each context in the target's own factors",
                          "cluster id"),
     "target_k_used": ("directions used at k for the target's own clusters", "1"),
+    "coord_W": ("coordinate of each word on the trained L's concept direction k (U√Σ), last step",
+                "√(logit units)"),
     "pole_pos_W": ("words with the largest positive coordinate on direction k", "words"),
     "pole_neg_W": ("words with the most negative coordinate on direction k", "words"),
     "ari_W": ("adjusted Rand index of orthant_W against token_label at each level", "1"),
