@@ -30,7 +30,8 @@ from ntpgeom.studies.linear import (
     toy_problem,
     train_config,
 )
-from ntpgeom.train.training import TrainConfig, fit
+from ntpgeom.train.config import TrainConfig
+from ntpgeom.train.engine import fit
 
 
 @pytest.fixture(scope="module")

@@ -652,13 +652,13 @@ def reference_files(*, table: str, out: str, embedding: dict[str, Any], options:
 
 def train_config(spec: dict[str, Any], *, d: int, L_smooth: float,  # noqa: N803
                  options: dict[str, Any]):
-    """The :class:`ntpgeom.train.training.TrainConfig` of one ``linear.optimizers`` entry.
+    """The :class:`ntpgeom.train.config.TrainConfig` of one ``linear.optimizers`` entry.
 
     ``lr: auto`` (gd only) is 1/(2 L_smooth), the largest step of Lemma 2; a larger gd step is
     allowed but logged, since the theorem no longer covers it. No LR schedule (milestones
     empty): the paper's runs use constant steps.
     """
-    from ntpgeom.train.training import TrainConfig
+    from ntpgeom.train.config import TrainConfig  # torch, for the training jobs only
 
     opt, lr = spec["optimizer"], spec["lr"]
     bound = 1.0 / (2.0 * L_smooth)
@@ -684,7 +684,7 @@ def train_files(*, table: str, reference: str, out: str, spec: dict[str, Any],
                 options: dict[str, Any], progress: bool | None = False) -> None:
     """Train W on fixed H̄ with one optimizer; write ``linear/{embedding}/train/{name}.zarr``.
 
-    The store is the training loop's (:func:`ntpgeom.train.training.train`) plus the per-checkpoint
+    The store is the training stage's (:func:`ntpgeom.train.stage.train`) plus the per-checkpoint
     metrics of :func:`run_metrics` and attrs ``final_*``, ``lr_bound``, ``L_smooth``.
 
     Raises
@@ -694,7 +694,7 @@ def train_files(*, table: str, reference: str, out: str, spec: dict[str, Any],
     """
     from ntpgeom.data.table import load
     from ntpgeom.store import open_store
-    from ntpgeom.train.training import train
+    from ntpgeom.train.stage import train
 
     t = load(table)
     ref = open_store(reference)
