@@ -48,7 +48,7 @@ from torch.func import functional_call, grad_and_value, vmap
 from ntpgeom.data.table import Table
 from ntpgeom.errors import UserError
 from ntpgeom.train.config import DTYPES, TrainConfig, checkpoint_steps, numerics, train_device
-from ntpgeom.train.model import build_model
+from ntpgeom.train.model import check_features, check_train_table, init_model
 from ntpgeom.train.objective import Objective
 from ntpgeom.train.optim import make_optimizer
 from ntpgeom.train.trajectory import (
@@ -63,50 +63,6 @@ log = logging.getLogger(__name__)
 #: Settings that may differ between the runs of one batch (everything else fixes its shapes).
 PER_RUN = ("seed", "lr", "optimizer", "weight_decay", "betas", "eps", "ridge", "milestones",
            "gamma")
-
-
-def check_train_table(table: Table) -> None:
-    """Refuse a table with nothing to train on (one line)."""
-    if table.m == 0:
-        raise UserError("train: the table has no contexts (m = 0); nothing to train on: rebuild "
-                        "it with looser selection settings")
-    if table.V == 0:
-        raise UserError("train: the table has no next tokens (V = 0)")
-
-
-def check_features(table: Table, config: TrainConfig, features: np.ndarray | None) -> None:
-    """The fixed embeddings H̄ (d, m) of the linear model: present exactly when it is trained,
-    and the shape of the table and of ``d``."""
-    if config.model != "linear":
-        assert features is None, "fixed features are for model linear only"
-        return
-    if features is None:
-        raise UserError("train.model linear: the fixed context embeddings H̄ are missing")
-    shape = tuple(np.shape(features))
-    if shape != (config.d, table.m):
-        raise UserError(f"train.model linear: the embeddings are {shape[0]} × {shape[1]} but d = "
-                        f"{config.d} and the table has m = {table.m} contexts; they must be "
-                        "d × m: set d to the embeddings' width or use embeddings of this table")
-    if not np.isfinite(features).all():
-        raise UserError("train.model linear: the embeddings contain NaN or inf")
-
-
-def init_model(table: Table, config: TrainConfig, device: torch.device,
-               features: np.ndarray | None = None) -> nn.Module:
-    """The run's model at its initial draw: seeded by ``config.seed`` alone, without touching the
-    caller's RNG (the only randomness of full-batch training), then moved to device and dtype."""
-    dtype = DTYPES[config.dtype]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        extra = {}
-        if config.model == "transformer":
-            extra = {"n_layers": config.n_layers, "n_heads": config.n_heads,
-                     "ffn_hidden": config.ffn_hidden}
-        fixed = torch.as_tensor(features, dtype=dtype) if features is not None else None
-        model = build_model(config.model, m=table.m, V=table.V, d=config.d,
-                            context_ids=torch.from_numpy(table.context_ids),
-                            vocab_in=max(len(table.input_tokens), 1), features=fixed, **extra)
-    return model.to(device=device, dtype=dtype)
 
 
 class Runs:
