@@ -367,8 +367,8 @@ def test_workflow_bad_grid_is_one_line(tmp_path):
 def test_metrics_against_closed_forms():
     from scipy.special import log_softmax
 
-    from ntpgeom.theory.reference import in_support_logits
     from ntpgeom.studies.grid import point_metrics as metrics
+    from ntpgeom.theory.reference import in_support_logits
 
     t = ksubset_table(6, 2)
     S, P, pi = t.S(), t.P(), t.pi

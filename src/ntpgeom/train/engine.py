@@ -277,7 +277,6 @@ class VmapRuns(Runs):
             for n in names:
                 owner, _, leaf = n.rpartition(".")
                 setattr(m.get_submodule(owner), leaf, nn.Parameter(self.params[f"model.{n}"][b]))
-        self._names = names
         ridges = [c.ridge for c in self.configs]
         # One λ for all: the Objective's own (its `if ridge` branch, as a single run); else a
         # per-run λ, batched like the parameters.
