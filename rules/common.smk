@@ -1,6 +1,7 @@
 # Helpers shared by every stage: config validation, per-dataset config sections, package
 # sources as tracked inputs, and the one place where target lists are built.
 import copy
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -10,6 +11,16 @@ from snakemake.utils import validate
 validate(config, schema="../schemas/config.schema.yaml")
 
 DATASETS = list(config["datasets"])
+# Folders the workflow writes at the top of results/ beside the datasets' results/<name>/: a
+# dataset so named would share them (a dataset `grid` beside a grid made rule outputs ambiguous).
+RESERVED_DATASET_NAMES = ("figures", "grid", "report")
+_reserved = [name for name in DATASETS if name.lower() in RESERVED_DATASET_NAMES]
+if _reserved:
+    # One line and exit 1, like every config mistake (no Snakemake header or .smk frames).
+    print(f"config: datasets.{_reserved[0]}: the name is reserved (results/{_reserved[0]}/ "
+          f"holds other results; reserved: {', '.join(RESERVED_DATASET_NAMES)}); rename the "
+          "dataset", file=sys.stderr, flush=True)
+    raise SystemExit(1)
 SCHEMAS = Path(workflow.basedir) / "schemas"
 PACKAGE = Path(workflow.basedir) / "src" / "ntpgeom"
 

@@ -32,11 +32,14 @@ or interrupt during the loop saves a checkpoint first, so that the run resumes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -360,12 +363,37 @@ class Diverged(UserError):
     """A run's loss or parameters became non-finite: the run cannot continue as configured."""
 
 
-def _non_finite(trainer: Runs, step: int, run: int) -> Diverged:
-    lr = trainer.configs[run].lr
-    which = f" (run {run} of {len(trainer.configs)})" if len(trainer.configs) > 1 else ""
-    return Diverged(f"train: the loss or the parameters became NaN or inf by step {step}{which}; "
-                     f"the step size is too large for this run: lower lr (now {lr:g}), e.g. "
-                     f"to {lr / 10:g}")
+def _diverged(trainer: Runs, step: int, run: int) -> Diverged:
+    config = trainer.configs[run]
+    which = f"run {run} of {len(trainer.configs)}, " if len(trainer.configs) > 1 else ""
+    return Diverged(f"training diverged: the loss or the parameters are not finite at step {step} "
+                    f"({which}optimizer {config.optimizer}, lr {config.lr:g}); nothing written: "
+                    "use a smaller learning rate (train.lr, --lr)")
+
+
+@contextlib.contextmanager
+def _deferred_signals(caught: list[int]) -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back while training: record them in ``caught``; the loop stops at the
+    next step boundary, saves a checkpoint there, and the signal is delivered on exit.
+
+    An interrupt raised mid-step (e.g. between the optimizer's update and the step counter) would
+    leave a state that resumes to another trajectory. Only signals whose handler raises (a Python
+    function, e.g. the CLI's) are deferred; others keep their default action.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)
+            if callable(signal.getsignal(sig))}
+    for sig in held:
+        signal.signal(sig, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
+    if caught:
+        signal.raise_signal(caught[0])  # the caller's handler raises (KeyboardInterrupt, …)
 
 
 def fit_runs(table: Table, configs: Sequence[TrainConfig], *,
@@ -444,6 +472,10 @@ def _run(trainer: Runs, trajs: list[Trajectory], entropy: float, path: Path | No
 
     def keep(s: int, metrics: torch.Tensor, snaps: list[tuple[np.ndarray, np.ndarray]]) -> None:
         values = metrics.double().cpu().numpy()  # (B, 3)
+        bad = ~np.isfinite(values).all(axis=1)
+        if bad.any():
+            flush()  # names an earlier traced step if the run diverged before this one
+            raise _diverged(trainer, s, int(np.argmax(bad)))
         for traj, value, (W, H) in zip(trajs, values, snaps, strict=True):
             traj.step.append(s)
             traj.metrics.append(value)
@@ -456,7 +488,7 @@ def _run(trainer: Runs, trajs: list[Trajectory], entropy: float, path: Path | No
             bad = ~np.isfinite(values).all(axis=2)
             if bad.any():
                 k, b = np.argwhere(bad)[0]
-                raise _non_finite(trainer, pending[k][0], int(b))
+                raise _diverged(trainer, pending[k][0], int(b))
             for b, traj in enumerate(trajs):
                 traj.trace_step.extend(s for s, _ in pending)
                 traj.trace.extend(values[:, b])
@@ -466,7 +498,7 @@ def _run(trainer: Runs, trajs: list[Trajectory], entropy: float, path: Path | No
         nonlocal last_save
         flush()
         if not trainer.finite():
-            raise _non_finite(trainer, trainer.step, 0 if len(trajs) == 1 else next(
+            raise _diverged(trainer, trainer.step, 0 if len(trajs) == 1 else next(
                 b for b, m in enumerate(trainer.models)
                 if not all(torch.isfinite(p).all() for p in m.parameters())))
         for traj in trajs:
@@ -475,47 +507,52 @@ def _run(trainer: Runs, trajs: list[Trajectory], entropy: float, path: Path | No
             save_checkpoint(path, trainer.state_dict(), trajs, fp)
         last_save = time.perf_counter()
 
-    try:
-        while trainer.step < E:
-            s = trainer.step
-            snaps = trainer.snapshot() if s in ckpt else None
-            metrics = trainer.advance()
-            if s % config.trace_every == 0:
-                pending.append((s, metrics))
-            if snaps is not None:
-                keep(s, metrics, snaps)
-            if len(pending) >= 4096:
-                flush()
-            bar.update(s + 1, 1, metrics if (s + 1) % max(1, E // 1000) == 0 else None)
-            if (s + 1) in ckpt or time.perf_counter() - last_save >= config.save_every_s:
+    caught: list[int] = []  # SIGINT/SIGTERM received during the loop (see _deferred_signals)
+    with _deferred_signals(caught):
+        try:
+            while trainer.step < E:
+                if caught:  # a step boundary: keep a checkpoint here, then deliver the signal
+                    save()
+                    break
+                s = trainer.step
+                snaps = trainer.snapshot() if s in ckpt else None
+                metrics = trainer.advance()
+                if s % config.trace_every == 0:
+                    pending.append((s, metrics))
+                if snaps is not None:
+                    keep(s, metrics, snaps)
+                if len(pending) >= 4096:
+                    flush()
+                bar.update(s + 1, 1, metrics if (s + 1) % max(1, E // 1000) == 0 else None)
+                if (s + 1) in ckpt or time.perf_counter() - last_save >= config.save_every_s:
+                    save()
+            flush()
+            if trainer.step == E and (not trajs[0].step or trajs[0].step[-1] != E):
+                # The last step has no update after it: evaluate once more for its metrics.
+                metrics = trainer.evaluate()
+                keep(E, metrics, trainer.snapshot())
+                if not trajs[0].trace_step or trajs[0].trace_step[-1] != E:
+                    pending.append((E, metrics))
                 save()
-        flush()
-        if not trajs[0].step or trajs[0].step[-1] != E:
-            # The last step has no update after it: evaluate once more for its metrics.
-            metrics = trainer.evaluate()
-            keep(E, metrics, trainer.snapshot())
-            if not trajs[0].trace_step or trajs[0].trace_step[-1] != E:
-                pending.append((E, metrics))
-            save()
-    except Diverged:
-        # Nothing worth resuming from: the rerun with a smaller step must start afresh (its
-        # fingerprint differs, so the old checkpoint would only be refused).
-        if path is not None:
-            path.unlink(missing_ok=True)
-        raise
-    except BaseException:
-        # Interrupted (Ctrl-C, a kill signal turned exception, a bug): keep the progress made, if
-        # the run is between two steps (mid-update, the last saved state stands).
-        if path is not None and not trainer.dirty:
-            try:
-                save()
-                log.warning("interrupted at step %d: saved %s; rerun to resume", trainer.step,
-                            path)
-            except Exception as err:  # the original error matters more
-                log.warning("interrupted at step %d; could not save %s (%s)", trainer.step, path,
-                            err)
-        raise
-    finally:
-        bar.close()
+        except Diverged:
+            # Nothing worth resuming from: the rerun with a smaller step must start afresh (its
+            # fingerprint differs, so the old checkpoint would only be refused).
+            if path is not None:
+                path.unlink(missing_ok=True)
+            raise
+        except BaseException:
+            # Any other exception (or an interrupt not deferred above): keep the progress made,
+            # if the run is between two steps (mid-update, the last saved state stands).
+            if path is not None and not trainer.dirty:
+                try:
+                    save()
+                    log.warning("stopped at step %d: saved %s; rerun to resume", trainer.step,
+                                path)
+                except Exception as err:  # the original error matters more
+                    log.warning("stopped at step %d; could not save %s (%s)", trainer.step,
+                                path, err)
+            raise
+        finally:
+            bar.close()
     for traj in trajs:
         traj.wall_seconds = elapsed_before + time.perf_counter() - start
