@@ -7,5 +7,6 @@
 - :mod:`.engine`: the one training loop, its two backends (one module run; B runs by ``vmap``)
   and the CUDA-graph capture;
 - :mod:`.trajectory`: what a run produces, its checkpoints and its store;
+- :mod:`.progress`: the progress bar or log lines of a run;
 - :mod:`.stage`: the training stage (one run → its store) and the ``ntpgeom train`` CLI.
 """

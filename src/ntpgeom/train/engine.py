@@ -25,9 +25,11 @@ graph and replayed (:meth:`Runs.advance`): small steps are bound by kernel launc
 arithmetic (``baselines.md``: 17.7 ms eager vs 2.1 ms replayed for the paper's transformer on an
 H100). Matmuls use TF32 there.
 
-Guards: the loop checks that every loss and parameter is finite where it syncs anyway (trace
-flush, checkpoint), and stops with a one-line :class:`UserError` naming the step; an exception
-or interrupt during the loop saves a checkpoint first, so that the run resumes.
+Guards (issue 12): the loop checks that every loss and parameter is finite where it syncs anyway
+(trace flush, checkpoint), and stops with a one-line :class:`UserError` naming the step (no store,
+no checkpoint). SIGINT/SIGTERM are held back to the next step boundary, where a checkpoint is
+saved before the signal is delivered; any other exception between two steps saves one too, so
+that the run resumes bit for bit.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -54,6 +55,7 @@ from ntpgeom.train.config import DTYPES, TrainConfig, checkpoint_steps, numerics
 from ntpgeom.train.model import check_features, check_train_table, init_model
 from ntpgeom.train.objective import Objective
 from ntpgeom.train.optim import make_optimizer
+from ntpgeom.train.progress import Progress
 from ntpgeom.train.trajectory import (
     Trajectory,
     fingerprint,
@@ -323,42 +325,6 @@ def make_trainer(table: Table, configs: Sequence[TrainConfig], device: torch.dev
 # The loop
 
 
-class _Progress:
-    """tqdm bar (epoch, loss, CE − H) on a terminal; a log line every ~10% otherwise."""
-
-    def __init__(self, total: int, initial: int, entropy: float, enabled: bool | None) -> None:
-        self.total, self.entropy, self.bar = total, entropy, None
-        tty = sys.stderr.isatty() if enabled is None else enabled
-        self.every = max(1, total // 10)
-        self.next_log = (initial // self.every + 1) * self.every
-        if tty:
-            try:
-                from tqdm.auto import tqdm  # optional: the core runs without it
-            except ImportError:  # fall back to log lines
-                tqdm = None
-            if tqdm is not None:
-                self.bar = tqdm(total=total, initial=initial, unit="epoch", dynamic_ncols=True,
-                                mininterval=0.5, file=sys.stderr)
-
-    def update(self, step: int, n: int, metrics: torch.Tensor | None) -> None:
-        # metrics (B, 3): the bar shows the first run's
-        if self.bar is not None:
-            self.bar.update(n)
-            if metrics is not None:
-                ce = float(metrics[0, 0])
-                self.bar.set_postfix(epoch=step, loss=f"{ce:.5f}",
-                                     ce_minus_H=f"{ce - self.entropy:.3e}", refresh=False)
-        elif step >= self.next_log and metrics is not None:
-            ce = float(metrics[0, 0])
-            log.info("epoch %d/%d  loss %.6f  CE − H %.3e", step, self.total, ce,
-                     ce - self.entropy)
-            self.next_log += self.every
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 class Diverged(UserError):
     """A run's loss or parameters became non-finite: the run cannot continue as configured."""
 
@@ -463,7 +429,7 @@ def _run(trainer: Runs, trajs: list[Trajectory], entropy: float, path: Path | No
     config = trainer.configs[0]
     E = config.epochs
     ckpt = set(checkpoint_steps(E, config.checkpoints_per_decade) if steps is None else steps)
-    bar = _Progress(E, trainer.step, entropy, progress)
+    bar = Progress(E, trainer.step, entropy, progress)
     start = time.perf_counter()
     elapsed_before = trajs[0].wall_seconds
     last_save = start
