@@ -3,9 +3,11 @@
 import shutil
 
 
-def _run_name(d, ridge, seed):
-    """d32-seed0, or d32-ridge0.001-seed0 when the run has an explicit ridge."""
-    return f"d{d}" + (f"-ridge{ridge:g}" if ridge else "") + f"-seed{seed}"
+def _run_name(d, ridge, seed, init_scale=None):
+    """d32-seed0; d32-ridge0.001-seed0 when the run has an explicit ridge, d32-init0.001-seed0
+    when it has an init_scale."""
+    return (f"d{d}" + (f"-ridge{ridge:g}" if ridge else "")
+            + (f"-init{init_scale:g}" if init_scale is not None else "") + f"-seed{seed}")
 
 
 _TRAIN_RUNS = {}
@@ -15,15 +17,19 @@ def _train_runs(dataset):
     """{(model, run): settings for ntpgeom.train.config.TrainConfig} of one dataset."""
     if dataset not in _TRAIN_RUNS:
         section = dataset_section(dataset, "train")
-        shared = {k: v for k, v in section.items() if k not in ("models", "d", "seeds", "ridge")}
+        axes = ("models", "d", "seeds", "ridge", "init_scale")
+        shared = {k: v for k, v in section.items() if k not in axes}
         runs = {}
         for model in section["models"]:
             for d in section["d"]:
                 for ridge in section["ridge"]:
-                    for seed in section["seeds"]:
-                        runs[(model, _run_name(d, ridge, seed))] = dict(
-                            shared, model=model, d=d, ridge=float(ridge), seed=seed
-                        )
+                    for init in section["init_scale"]:
+                        for seed in section["seeds"]:
+                            name = _run_name(d, ridge, seed, init)
+                            runs[(model, name)] = dict(
+                                shared, model=model, d=d, ridge=float(ridge), seed=seed,
+                                init_scale=None if init is None else float(init),
+                            )
         _TRAIN_RUNS[dataset] = runs
     return _TRAIN_RUNS[dataset]
 

@@ -18,7 +18,7 @@ BLOCKS = sem.degenerate_blocks(SIGMA)
 
 
 def gd_ufm(init: float, lr: float, steps: int, d: int = 16, seed: int = 0,
-           keep: tuple[int, ...] | None = None):
+           keep: tuple[int, ...] | None = None, start: tuple | None = None):
     """Full-batch GD on CE(W H) = −Σ_j π_j Σ_z P_zj log softmax(W h_j)_z from W, H ~ init·N(0, 1).
 
     ∂CE/∂L = (softmax(L) − P) diag(π): the reference dynamics of semantics.md §2.3. Returns the
@@ -27,6 +27,8 @@ def gd_ufm(init: float, lr: float, steps: int, d: int = 16, seed: int = 0,
     rng = np.random.default_rng(seed)
     W = init * rng.standard_normal((TOY.V, d))
     H = init * rng.standard_normal((d, TOY.m))
+    if start is not None:  # the initial W, H of another implementation
+        W, H = (np.array(x, dtype=np.float64) for x in start)
     P, pi = TOY.P(), TOY.pi
     kept, Ws, Hs = [], [], []
     for t in range(steps + 1):
@@ -271,3 +273,58 @@ def test_figures_and_report_section_render(tmp_path):
     page = "".join(_semantics_section("toy/ufm/r", num, [], {}))
     assert "oak, pine" in page or "pine, oak" in page
     assert "non-decreasing as σ decreases: yes" in page
+
+
+# -- small initialisation through the training engine --------------------------------------------
+def engine_run(model: str, init: float, epochs: int, **extra):
+    from ntpgeom.train.config import TrainConfig
+    from ntpgeom.train.engine import fit_runs
+
+    config = TrainConfig(model=model, d=16, epochs=epochs, optimizer="gd", lr=2.0,
+                         weight_decay=0.0, milestones=(), init_scale=init, dtype="float64",
+                         device="cpu", threads=1, **extra)
+    (traj,) = fit_runs(TOY, [config], steps=list(range(epochs + 1)), progress=False)
+    return np.array(traj.step), np.stack(traj.W), np.stack(traj.H)
+
+
+@pytest.mark.parametrize("init", [1e-2, 1e-3])
+def test_engine_small_init_learns_the_modes_in_order(init):
+    steps, W, H = engine_run("ufm", init, 100 if init == 1e-2 else 130)
+    # init_scale is the RMS of W's and H's entries at step 0 (N(0, init²) draws of 128 and 240).
+    assert np.sqrt((W[0] ** 2).mean()) == pytest.approx(init, rel=0.25)
+    assert np.sqrt((H[0] ** 2).mean()) == pytest.approx(init, rel=0.25)
+    # The engine's GD is the reference GD (float64, from the engine's own initial draw).
+    _, W_ref, H_ref = gd_ufm(init, 2.0, len(steps) - 1, start=(W[0], H[0]))
+    np.testing.assert_allclose(W @ H, W_ref @ H_ref, rtol=1e-9, atol=1e-12)
+    t = sem.learn_steps(steps, sem.mode_strength(W @ H, U, V, BLOCKS))
+    assert not np.isnan(t).any() and (np.diff(t) >= 0).all() and t[0] < t[1] < t[3]
+
+
+def test_transformer_small_init_scales_its_factors():
+    import torch
+
+    from ntpgeom.train.config import TrainConfig
+    from ntpgeom.train.model import init_model
+
+    config = TrainConfig(model="transformer", d=16, n_layers=1, n_heads=4, init_scale=1e-3,
+                         device="cpu", dtype="float64")
+    model = init_model(TOY, config, torch.device("cpu"))
+    with torch.no_grad():
+        W, H = model.W.numpy(), model.H().numpy()
+    assert np.sqrt((W ** 2).mean()) == pytest.approx(1e-3, rel=0.25)
+    # h = RMSNorm(x)·g with g = init_scale: each context's h has RMS g / √(1 + ε / mean(x²)),
+    # ε = 1e-5 against x's mean square of a few 1e-4 here, so within a few % of init_scale.
+    np.testing.assert_allclose(np.sqrt((H ** 2).mean(0)), 1e-3, rtol=0.05)
+    default = init_model(TOY, TrainConfig(model="transformer", d=16, n_layers=1, n_heads=4,
+                                          device="cpu"), torch.device("cpu"))
+    assert float(default.norm.weight.detach().mean()) == 1.0   # null keeps llama2.c's draw
+
+
+def test_init_scale_is_validated():
+    from ntpgeom.errors import UserError
+    from ntpgeom.train.config import TrainConfig
+
+    with pytest.raises(UserError, match="init_scale"):
+        TrainConfig.from_dict({"init_scale": -1.0})
+    assert "init_scale" not in TrainConfig().hyperparameters()   # default run unchanged
+    assert TrainConfig(init_scale=1e-3).hyperparameters()["init_scale"] == 1e-3
