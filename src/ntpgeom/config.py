@@ -92,6 +92,23 @@ def _choices(values: Sequence[Any], given: Any = None) -> str:
     return f"{hint}allowed: {', '.join(names)}"
 
 
+_SIZES = {"minItems": "needs at least {} item(s)", "maxItems": "takes at most {} item(s)",
+          "minProperties": "needs at least {} entry(ies)", "uniqueItems": "has repeated items"}
+_BOUNDS = {"minimum": "≥", "maximum": "≤", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
+
+
+def _describe(schema: Mapping[str, Any]) -> str:
+    """A short human form of one alternative of an anyOf: ``a number > 0``, ``'auto'``."""
+    if "const" in schema:
+        return repr(schema["const"])
+    if "enum" in schema:
+        return "one of " + ", ".join(map(repr, schema["enum"]))
+    kind = schema.get("type", "a value")
+    text = " or ".join(kind) if isinstance(kind, list) else f"a {kind}"
+    bounds = [f"{sign} {schema[key]}" for key, sign in _BOUNDS.items() if key in schema]
+    return " ".join([text, *bounds])
+
+
 def _allowed_keys(schema: Mapping[str, Any]) -> list[str]:
     return sorted(schema.get("properties", {}))
 
@@ -119,6 +136,8 @@ def format_error(error: ValidationError, where: str = "") -> str:
     if "propertyNames" in error.schema_path:  # a key checked against a list or pattern of names
         if kind == "enum":
             return f"{path}: unknown key {value!r}; " + _choices(error.validator_value, value)
+        if kind == "pattern":
+            return f"{path}: key {value!r} does not match the pattern {error.validator_value}"
         return f"{path}: key {value!r} is not allowed ({error.message})"
     if kind == "enum":
         return f"{path}: {_show(value)} is not allowed; " + _choices(error.validator_value, value)
@@ -132,11 +151,15 @@ def format_error(error: ValidationError, where: str = "") -> str:
         want = " or ".join(types) if isinstance(types, list) else types
         return f"{path}: {_show(value)} is not of type {want}"
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-        bound = {"minimum": "≥", "maximum": "≤", "exclusiveMinimum": ">",
-                 "exclusiveMaximum": "<"}[kind]
-        return f"{path}: {_show(value)} is out of range; it must be {bound} {error.validator_value}"
-    if kind in ("minItems", "maxItems", "minProperties", "uniqueItems", "pattern"):
-        return f"{path}: {_show(value)} is not allowed ({kind}: {error.validator_value})"
+        return (f"{path}: {_show(value)} is out of range; it must be {_BOUNDS[kind]} "
+                f"{error.validator_value}")
+    if kind in _SIZES:
+        return f"{path}: {_show(value)} {_SIZES[kind].format(error.validator_value)}"
+    if kind == "pattern":
+        return f"{path}: {_show(value)} does not match the pattern {error.validator_value}"
+    if kind in ("anyOf", "oneOf"):
+        wanted = " or ".join(_describe(option) for option in error.validator_value)
+        return f"{path}: {_show(value)} is not allowed; expected {wanted}"
     # Anything else: jsonschema's message, kept to one line (its value part can be a whole dict).
     message = " ".join(error.message.split())
     if len(message) > 160:

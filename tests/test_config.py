@@ -1,0 +1,224 @@
+"""The config layer: one-line errors (ntpgeom.config), the shipped sample, and the named configs.
+
+The unit tests check each message against the schema that produced it; the workflow tests run
+real `snakemake -n` on bad configs, and dry-run and build the tables of every named config on a
+fresh copy of the checkout (marked slow, as the other end-to-end tests).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from conftest import ROOT, SAMPLE, run
+
+from ntpgeom.config import dataset_section, format_error, key_path, merge, validate
+from ntpgeom.errors import UserError
+
+SCHEMAS = ROOT / "schemas"
+NAMED = sorted(p.stem for p in (ROOT / "config").glob("*.yaml"))
+SAMPLE_SHA256 = "ba02237f5747a07d420cb7329f721fdc51b6f5c35a81788b9c4bb871e15ff30a"
+
+
+def _grammar(**extra) -> dict:
+    return {"datasets": {"grammar": {"source": "synthetic", "synthetic": {"kind": "grammar"},
+                                     **extra}}}
+
+
+def _message(config: dict) -> str:
+    with pytest.raises(UserError) as err:
+        validate(config, SCHEMAS / "config.schema.yaml")
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+# ---------------------------------------------------------------------------------------------
+# ntpgeom.config: messages
+
+def test_unknown_top_level_key_names_the_nearest_one():
+    assert _message({**_grammar(), "tabel": {}}) == (
+        "tabel: unknown key; did you mean `table`? allowed: datasets, geometry, grid_batch_gpu, "
+        "grids, linear, svm, table, train")
+
+
+def test_unknown_section_inside_a_dataset_entry_is_refused():
+    message = _message(_grammar(tabel={"top_m": 5}))
+    assert message.startswith("datasets.grammar.tabel: unknown key; did you mean `table`?")
+    assert "source" in message and "synthetic" in message  # the allowed keys are listed
+
+
+def test_unknown_key_without_a_near_one_lists_the_allowed_keys():
+    message = _message({"datasets": {"g": {"source": "synthetic",
+                                           "synthetic": {"kind": "grammar", "zzz": 1}}}})
+    assert message.startswith("datasets.g.synthetic.zzz: unknown key; allowed: V, k, kind")
+    assert "did you mean" not in message
+
+
+def test_bad_enum_value_names_the_value_and_the_choices():
+    message = _message({"datasets": {"g": {"source": "synthetic",
+                                           "synthetic": {"kind": "grammer"}}}})
+    assert message == ("datasets.g.synthetic.kind: 'grammer' is not allowed; did you mean "
+                       "`grammar`? allowed: grammar, ksubset, random")
+
+
+def test_missing_required_key_of_a_source():
+    assert _message({"datasets": {"t": {"source": "text"}}}) == "datasets.t: missing key `text`"
+
+
+def test_no_dataset_and_wrong_type():
+    assert _message({"datasets": {}}) == "datasets: {} needs at least 1 entry(ies)"
+    assert _message({"datasets": {"t": {"source": "text", "text": {"path": 3}}}}) == (
+        "datasets.t.text.path: 3 is not of type string")
+
+
+def test_defaults_are_filled_and_not_shared():
+    a, b = validate({}, SCHEMAS / "svm.schema.yaml"), validate({}, SCHEMAS / "svm.schema.yaml")
+    assert a["solvers"] == ["admm", "scs"] and a["admm"]["anderson"] == 8
+    a["solvers"].append("mosek")
+    assert b["solvers"] == ["admm", "scs"]  # the default list is a copy, not the schema's
+
+
+def test_range_error_and_long_values_are_cut():
+    with pytest.raises(UserError, match=r"^table\.top_m: -3 is out of range; it must be ≥ 1$"):
+        validate({"top_m": -3}, SCHEMAS / "table.schema.yaml", where="table")
+    with pytest.raises(UserError) as err:
+        validate({"d": "x" * 500}, SCHEMAS / "train.schema.yaml", where="train")
+    assert len(str(err.value)) < 120 and str(err.value).endswith("... is not of type array")
+
+
+def test_alternatives_and_sizes_are_spelled_out():
+    optimizers = {"optimizers": {"gd": {"optimizer": "gd", "lr": "fast"}}}
+    with pytest.raises(UserError, match=r"^linear\.optimizers\.gd\.lr: 'fast' is not allowed; "
+                                        r"expected a number > 0 or 'auto'$"):
+        validate(optimizers, SCHEMAS / "linear.schema.yaml", where="linear")
+    with pytest.raises(UserError, match=r"^svm\.solvers: \['admm', 'admm'\] has repeated items$"):
+        validate({"solvers": ["admm", "admm"]}, SCHEMAS / "svm.schema.yaml", where="svm")
+    with pytest.raises(UserError, match=r"^grids\.g\.axes: unknown key 'dd'; did you mean `d`\?"):
+        validate({"grids": {"g": {"axes": {"dd": [1]}}}}, SCHEMAS / "grid.schema.yaml",
+                 set_default=False)
+
+
+def test_format_error_of_a_nested_list_item():
+    from jsonschema import Draft202012Validator
+    schema = {"type": "object", "properties": {"d": {"type": "array", "items": {"minimum": 1}}}}
+    error = next(Draft202012Validator(schema).iter_errors({"d": [4, 0]}))
+    assert format_error(error, "train") == "train.d[1]: 0 is out of range; it must be ≥ 1"
+    assert key_path("", []) == "config" and key_path("", ["a", 0, "b"]) == "a[0].b"
+
+
+def test_merge_is_deep_and_copies():
+    base = {"a": {"x": 1, "y": [1]}, "b": 2}
+    out = merge(base, {"a": {"x": 5}, "c": 3})
+    assert out == {"a": {"x": 5, "y": [1]}, "b": 2, "c": 3}
+    out["a"]["y"].append(2)
+    assert base["a"]["y"] == [1]
+
+
+def test_dataset_section_names_where_the_bad_key_was_written():
+    config = {"datasets": {"g": {"table": {"top_mm": 5}}, "h": {}}, "table": {"min_cont": 2}}
+    schema = SCHEMAS / "table.schema.yaml"
+    with pytest.raises(UserError, match=r"^datasets\.g\.table\.top_mm: unknown key; did you mean "
+                                        r"`top_m`\?"):
+        dataset_section({**config, "table": {}}, "g", "table", schema)
+    with pytest.raises(UserError, match=r"^table\.min_cont: unknown key; did you mean "
+                                        r"`min_count`\?"):
+        dataset_section(config, "h", "table", schema)
+    good = dataset_section({"datasets": {"g": {"table": {"top_m": 7}}}, "table": {"min_count": 3}},
+                           "g", "table", schema)
+    assert good["top_m"] == 7 and good["min_count"] == 3 and good["context_length"] == 5
+
+
+# ---------------------------------------------------------------------------------------------
+# the shipped data and configs
+
+def test_the_sample_ships_with_its_checksum_and_licence():
+    assert hashlib.sha256(SAMPLE.read_bytes()).hexdigest() == SAMPLE_SHA256
+    readme = (ROOT / "data" / "README.md").read_text()
+    assert SAMPLE_SHA256 in readme and "CDLA-Sharing-1.0" in readme
+
+
+def test_no_config_reads_outside_the_project():
+    for path in [ROOT / "config.yaml", *(ROOT / "config").glob("*.yaml")]:
+        assert "../" not in path.read_text(), path
+
+
+@pytest.mark.parametrize("name", NAMED)
+def test_named_config_composes_with_the_default(name):
+    """Merged over config.yaml (as --configfile does), every section of every dataset validates,
+    and a named config never sets a global `table`, which would change the default tables."""
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    named = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
+    assert "table" not in named, "dataset-specific table settings belong in the dataset entry"
+    config = validate(merge(default, named), SCHEMAS / "config.schema.yaml")
+    for dataset in config["datasets"]:
+        for section in ("table", "svm", "train", "geometry", "linear"):
+            dataset_section(config, dataset, section, SCHEMAS / f"{section}.schema.yaml")
+
+
+# ---------------------------------------------------------------------------------------------
+# real snakemake runs
+
+def _copy_checkout(dest):
+    """A fresh copy of the checkout: the tracked and untracked-but-not-ignored files only."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for rel in filter(None, files):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory):
+    return _copy_checkout(tmp_path_factory.mktemp("checkout"))
+
+
+def _bad_config_run(checkout, tmp_path, config: dict):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    res = run("snakemake", "-n", "--cores", "1", "--configfile", cfg, cwd=checkout, timeout=120,
+              env={"PYTHONPATH": str(checkout / "src")})
+    assert res.returncode != 0
+    errors = [line for line in res.stderr.splitlines() if line.startswith("config: ")]
+    assert len(errors) == 1, res.stderr
+    assert "Traceback" not in res.stderr and "Failed validating" not in res.stderr
+    assert len(res.stderr.splitlines()) < 10, res.stderr  # no schema dump
+    return errors[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config, expected", [
+    (_grammar(tabel={"top_m": 5}),
+     "config: datasets.grammar.tabel: unknown key; did you mean `table`?"),
+    ({"tabel": {"top_m": 5}}, "config: tabel: unknown key; did you mean `table`?"),
+    (_grammar(table={"top_mm": 5}),
+     "config: datasets.grammar.table.top_mm: unknown key; did you mean `top_m`?"),
+    ({"svm": {"solvers": ["admn"]}},
+     "config: svm.solvers[0]: 'admn' is not allowed; did you mean `admm`?"),
+])
+def test_bad_config_is_one_line(checkout, tmp_path, config, expected):
+    assert _bad_config_run(checkout, tmp_path, config).startswith(expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMED)
+def test_named_config_dry_runs_and_builds_its_tables(checkout, name):
+    """On a fresh copy of the checkout (no ../shared beside it): `snakemake -n` with the named
+    config over config.yaml, then every table it names, built for real."""
+    args = ("snakemake", "--cores", "1", "--configfile", ROOT / "config" / f"{name}.yaml")
+    env = {"PYTHONPATH": str(checkout / "src")}  # the copy's package, not this checkout's
+    res = run(*args, "-n", cwd=checkout, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    config = merge(yaml.safe_load((checkout / "config.yaml").read_text()),
+                   yaml.safe_load((checkout / "config" / f"{name}.yaml").read_text()))
+    tables = [f"results/{d}/table.zarr" for d in config["datasets"]]
+    res = run(*args, *tables, cwd=checkout, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for table in tables:
+        assert (checkout / table).is_dir(), table
