@@ -1,6 +1,7 @@
 # Helpers shared by every stage: config validation, per-dataset config sections, package
 # sources as tracked inputs, and the one place where target lists are built.
 import os
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -15,8 +16,14 @@ SECTIONS = ("table", "svm", "train", "geometry", "linear")
 
 
 def _refuse(err):
-    """A config mistake as one line (Snakemake adds only the file and line of the check)."""
-    raise WorkflowError(f"config: {err}") from None
+    """Stop on a config mistake with its one line and nothing else.
+
+    A WorkflowError raised here would be printed with Snakemake's header and the .smk frames
+    it passed through; a config mistake is the user's, not the workflow's, so it gets the same
+    one line as a UserError on the command line (ntpgeom.cli) and exit status 1.
+    """
+    print(f"config: {err}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
 
 
 # The whole config first (unknown keys at every level, dataset entries), with one-line errors

@@ -13,7 +13,7 @@ def _parse_grids():
         try:
             grids[name] = parse_grid(name, entry or {}, datasets=DATASETS)
         except UserError as err:
-            raise WorkflowError(f"config: {err}") from None
+            _refuse(err)
     if grids:
         # set_default=False: the schema documents the point defaults, GridSpec applies them.
         try:
