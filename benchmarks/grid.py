@@ -1,7 +1,8 @@
 """Benchmarks of the grid stage.
 
 1. A 1,000-point grid must dry-run (`snakemake -n`) in under 10 s.
-2. Batched training (``ntpgeom.batched``): 8 seeds of a paper-size UFM (V = 104, m = 400, d = 128)
+2. Batched training (``ntpgeom.train.batched``): 8 seeds of a paper-size UFM (V = 104, m = 400, d =
+   128)
    in one vmap-ed step against one run. The goal (8 seeds in at most 2x one run's time) is for a
    GPU, where one run is launch-bound and the CUDA graph replays all 8 for the launches of one; it
    is checked only on CUDA. On a CPU the step is compute-bound and the ratio is printed for
@@ -69,8 +70,8 @@ def batched() -> int:
     import numpy as np
     import torch
 
-    from ntpgeom.batched import BatchedUFM
-    from ntpgeom.synthetic import random_table
+    from ntpgeom.data.synthetic import random_table
+    from ntpgeom.train.batched import BatchedUFM
 
     cuda = torch.cuda.is_available()
     device, dtype = ("cuda", torch.float32) if cuda else ("cpu", torch.float32)

@@ -38,7 +38,7 @@ SCS_MAX_PSD_ORDER = 2000
 
 
 def make_table(name: str):
-    from ntpgeom.synthetic import ksubset_table, random_table
+    from ntpgeom.data.synthetic import ksubset_table, random_table
 
     if name.startswith("k"):
         V, k = map(int, name[1:].split("_"))  # noqa: N806
@@ -51,8 +51,8 @@ def run_one(problem: str, solver: str, device: str, time_limit: float) -> dict:
     """Solve in this process; report what the table needs (the L is saved for the comparison)."""
     import numpy as np
 
-    from ntpgeom.reference import centered_support, reldir
-    from ntpgeom.svm import solve
+    from ntpgeom.theory.reference import centered_support, reldir
+    from ntpgeom.theory.svm import solve
 
     table = make_table(problem)
     start = time.perf_counter()
@@ -74,7 +74,7 @@ def run_one(problem: str, solver: str, device: str, time_limit: float) -> dict:
 
 
 def scs_skip_reason(problem: str) -> str | None:
-    from ntpgeom.svm.cvx import available_memory_mb, estimate_memory_mb
+    from ntpgeom.theory.svm.cvx import available_memory_mb, estimate_memory_mb
 
     table = make_table(problem)
     need, have = estimate_memory_mb(table.V, table.m, "scs"), available_memory_mb()
@@ -109,7 +109,7 @@ def main() -> None:
 
     import numpy as np
 
-    from ntpgeom.reference import reldir
+    from ntpgeom.theory.reference import reldir
 
     rows = []
     for problem in args.problems:

@@ -23,8 +23,8 @@ import json, resource, sys, time
 path, kind = sys.argv[1], sys.argv[2]
 if kind == "traced":  # numpy and Python allocations only, in a run of its own (tracing is slower)
     import tracemalloc
-    from ntpgeom import corpus, ngrams
-    from ntpgeom.tokenize import WordTokenizer
+    from ntpgeom.data import corpus, ngrams
+    from ntpgeom.data.tokenize import WordTokenizer
     WordTokenizer().encode(b"warm up")
     tracemalloc.start()
     ngrams.count_pairs(corpus.read_text(path), WordTokenizer(), context_length=5,
@@ -33,8 +33,8 @@ if kind == "traced":  # numpy and Python allocations only, in a run of its own (
     sys.exit()
 start = time.perf_counter()
 if kind == "ntpgeom":
-    from ntpgeom import corpus, ngrams
-    from ntpgeom.tokenize import WordTokenizer
+    from ntpgeom.data import corpus, ngrams
+    from ntpgeom.data.tokenize import WordTokenizer
     # Warm the numba cache outside the timed region (compiled once per install).
     WordTokenizer().encode(b"warm up")
     start = time.perf_counter()

@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from ntpgeom.synthetic import random_table
-from ntpgeom.train import TrainConfig, Trainer, fit
+from ntpgeom.data.synthetic import random_table
+from ntpgeom.train.training import TrainConfig, Trainer, fit
 
 
 def time_steps(table, configs: dict[str, TrainConfig], device: torch.device, budget_s: float,

@@ -97,12 +97,14 @@ def src_files(*modules):
     """The package's sources a rule depends on, as inputs, so editing them reruns the rule.
 
     Snakemake tracks a rule's own script but not the modules it imports. The core modules every
-    stage uses are always included; a name is a module (``table``) or a subpackage (``svm``).
+    stage uses are always included; a name is a module path under ``src/ntpgeom`` without ``.py``
+    (``data/table``) or a subpackage (``theory/svm``), whose modules are all included.
     """
     paths = []
-    for name in ("__init__", "errors", "store", "table") + modules:
+    core = ("__init__", "errors", "store", "data/__init__", "data/table")
+    for name in core + modules:
         source = PACKAGE / f"{name}.py"
-        paths += [str(source)] if source.exists() else sorted(map(str, (PACKAGE / name).glob("*.py")))
+        paths += [str(source)] if source.exists() else sorted(map(str, (PACKAGE / name).rglob("*.py")))
     return sorted(set(paths))
 
 

@@ -1,8 +1,8 @@
 # Stage 6: one rule per figure, fig_<name> → results/{dataset}/figures/<name>.png and .pdf, so
 # `snakemake results/grammar/figures/loss.png` redraws just that figure (and builds what it needs).
-# The figures and the stores each one reads are listed in ntpgeom.figures.FIGURES; the function
-# that draws figure <name> is ntpgeom.figures.<name>, its caption report/<name>.rst.
-# The figures the paper overlays across datasets (ntpgeom.figures.OVERLAYS: F1, F2, F3, F7) are
+# The figures and the stores each one reads are listed in ntpgeom.plots.figures.FIGURES; the function
+# that draws figure <name> is ntpgeom.plots.figures.<name>, its caption report/<name>.rst.
+# The figures the paper overlays across datasets (ntpgeom.plots.figures.OVERLAYS: F1, F2, F3, F7) are
 # also drawn with every run of every dataset, fig_overlay_<name> → results/figures/<name>.png.
 
 
@@ -17,7 +17,7 @@ for _figure, (_, _needs) in FIGURES.items():
             f"fig_{_figure}"
         input:
             **{kind: FIGURE_INPUTS[kind] for kind in _needs},
-            code=src_files("reference", "geometry", "figures", "figio"),
+            code=src_files("theory/reference", "metrics/geometry", "plots/figures", "plots/figio"),
         output:
             png=report(
                 f"results/{{dataset}}/figures/{_figure}.png",
@@ -45,7 +45,7 @@ for _figure in OVERLAYS:
             f"fig_overlay_{_figure}"
         input:
             **{kind: OVERLAY_INPUTS[kind] for kind in FIGURES[_figure][1]},
-            code=src_files("reference", "geometry", "figures", "figio"),
+            code=src_files("theory/reference", "metrics/geometry", "plots/figures", "plots/figio"),
         output:
             png=report(
                 overlay_path(_figure, "png"),

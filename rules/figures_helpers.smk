@@ -1,5 +1,5 @@
 # Helpers of the figure stage (rules/figures.smk), apart from its rules (snakemake --lint).
-from ntpgeom.figures import FIGURES, OVERLAYS, dataset_families
+from ntpgeom.plots.figures import FIGURES, OVERLAYS, dataset_families
 
 
 def figure_datasets():
@@ -28,7 +28,7 @@ def overlay_targets():
 
 
 def figure_families(wildcards=None):
-    """dataset → colour family (ntpgeom.figures.dataset_families), from every dataset's source,
+    """dataset → colour family (ntpgeom.plots.figures.dataset_families), from every dataset's source,
     so that a (dataset, model) has the same colours in its own figures and in the overlays."""
     return dataset_families({d: config["datasets"][d]["source"] for d in DATASETS})
 
@@ -68,7 +68,7 @@ def overlay_svm_stores(wildcards):
     return [p for d in figure_datasets() for p in svm_paths(d)]
 
 
-# The same for the overlays (ntpgeom.figures.OVERLAYS need train, geometry and svm stores only).
+# The same for the overlays (ntpgeom.plots.figures.OVERLAYS need train, geometry and svm stores only).
 OVERLAY_INPUTS = {
     "train": overlay_train_stores,
     "geometry": overlay_geometry_stores,

@@ -19,5 +19,5 @@ def svm_stores(wildcards):
 
 
 def geometry_params(wildcards):
-    """Keyword arguments of ntpgeom.geometry.run_geometry from the dataset's `geometry` section."""
+    """Keyword arguments of ntpgeom.metrics.geometry.run_geometry from the dataset's `geometry` section."""
     return dataset_section(wildcards.dataset, "geometry")

@@ -61,7 +61,7 @@ for _grid, _batches in GRID_BATCHES.items():
 rule grid_aggregate:
     input:
         points=grid_point_stores,
-        code=src_files("grid"),
+        code=src_files("studies/grid"),
     output:
         grid=directory("results/grid/{grid}.zarr"),
     log:
@@ -81,7 +81,7 @@ rule grid_aggregate:
 rule grid_figure:
     input:
         grid="results/grid/{grid}.zarr",
-        code=src_files("grid", "grid_figures"),
+        code=src_files("studies/grid", "plots/grid_figures"),
     output:
         png="results/grid/figures/{grid}.png",
     log:

@@ -1,6 +1,6 @@
 # Helpers of the linear-model stage (rules/linear.smk): targets, inputs and params. Kept apart
 # from the rules so that `snakemake --lint` finds no functions among rules.
-from ntpgeom.linear_figures import LINEAR_FIGURES
+from ntpgeom.plots.linear_figures import LINEAR_FIGURES
 
 
 def linear_section(dataset):

@@ -1,5 +1,5 @@
 # Stage 7: one self-contained HTML page with every figure, the key numbers and the config
-# → results/report.html (ntpgeom.report): the overlays across datasets, each dataset's figures,
+# → results/report.html (ntpgeom.plots.report): the overlays across datasets, each dataset's figures,
 # and with a `linear` section one section per (dataset, embedding) of the linear study. `snakemake --report` gives Snakemake's own report too.
 
 
@@ -10,7 +10,7 @@ include: "report_helpers.smk"
 rule report:
     input:
         stores=report_inputs,
-        code=src_files("reference", "geometry", "figio", "figures", "report", "linear"),
+        code=src_files("theory/reference", "metrics/geometry", "plots/figio", "plots/figures", "plots/report", "studies/linear"),
         captions=report_captions(),
     output:
         html="results/report.html",

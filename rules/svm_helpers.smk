@@ -28,7 +28,7 @@ def svm_rank_rtol(wildcards):
 
 def svm_params(wildcards):
     """solve()'s keyword arguments for this solver, and the resolved section for provenance."""
-    from ntpgeom.svm import solve_options
+    from ntpgeom.theory.svm import solve_options
 
     section = dataset_section(wildcards.dataset, "svm")
     return {"solve": solve_options(section, wildcards.solver), "config": {"svm": section}}
@@ -45,7 +45,7 @@ def _table_size(path):
 
 def svm_mem_mb(wildcards, input, attempt):
     """admm: ~20 V×m float64 work arrays; cvxpy: the estimate solve() itself refuses on."""
-    from ntpgeom.svm.cvx import estimate_memory_mb
+    from ntpgeom.theory.svm.cvx import estimate_memory_mb
 
     if not (Path(input.table) / "zarr.json").exists():
         return 4096 * attempt  # a dry run before the table exists: a placeholder

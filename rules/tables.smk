@@ -7,7 +7,7 @@ include: "tables_helpers.smk"
 # -----------------------------------------------------------------------------------------------
 rule build_table:
     input:
-        code=src_files("build", "corpus", "ngrams", "tokenize"),
+        code=src_files("data"),
     output:
         table=directory("results/{dataset}/table.zarr"),
     log:

@@ -9,7 +9,7 @@ include: "train_helpers.smk"
 rule train:
     input:
         table=rules.build_table.output.table,
-        code=src_files("model", "train"),
+        code=src_files("train/model", "train/training"),
     output:
         store=directory("results/{dataset}/train/{model}/{run}.zarr"),
     log:

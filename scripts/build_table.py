@@ -4,7 +4,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from ntpgeom.build import build_table  # noqa: E402
+from ntpgeom.data.build import build_table  # noqa: E402
 from ntpgeom.store import script_main  # noqa: E402
 
 

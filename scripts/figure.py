@@ -1,13 +1,13 @@
 """Rules fig_<name>: the stores of one dataset → results/{dataset}/figures/<name>.png and .pdf.
 
-Every figure rule runs this script; ``params.name`` picks the function of ntpgeom.figures.
+Every figure rule runs this script; ``params.name`` picks the function of ntpgeom.plots.figures.
 """
 
 import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from ntpgeom.figio import render_to  # noqa: E402
+from ntpgeom.plots.figio import render_to  # noqa: E402
 from ntpgeom.store import script_main  # noqa: E402
 
 

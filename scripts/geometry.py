@@ -4,7 +4,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from ntpgeom.geometry import geometry_store  # noqa: E402
+from ntpgeom.metrics.geometry import geometry_store  # noqa: E402
 from ntpgeom.store import script_main  # noqa: E402
 
 

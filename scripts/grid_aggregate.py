@@ -4,8 +4,8 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from ntpgeom.grid import GridSpec, aggregate  # noqa: E402
 from ntpgeom.store import script_main, write_store  # noqa: E402
+from ntpgeom.studies.grid import GridSpec, aggregate  # noqa: E402
 
 
 def main() -> None:

@@ -4,9 +4,9 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from ntpgeom.grid import GridSpec  # noqa: E402
-from ntpgeom.grid_figures import grid_figure  # noqa: E402
+from ntpgeom.plots.grid_figures import grid_figure  # noqa: E402
 from ntpgeom.store import open_store, script_main  # noqa: E402
+from ntpgeom.studies.grid import GridSpec  # noqa: E402
 
 
 def main() -> None:

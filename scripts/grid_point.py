@@ -4,9 +4,9 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from ntpgeom.grid import max_margin_logits, reweight_counts, run_points  # noqa: E402
+from ntpgeom.data.table import load  # noqa: E402
 from ntpgeom.store import script_main, write_store  # noqa: E402
-from ntpgeom.table import load  # noqa: E402
+from ntpgeom.studies.grid import max_margin_logits, reweight_counts, run_points  # noqa: E402
 
 
 def main() -> None:

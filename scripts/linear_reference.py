@@ -4,8 +4,8 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from ntpgeom.linear import reference_files  # noqa: E402
 from ntpgeom.store import script_main  # noqa: E402
+from ntpgeom.studies.linear import reference_files  # noqa: E402
 
 
 def main() -> None:

@@ -6,8 +6,8 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 import torch  # noqa: E402
 
-from ntpgeom.linear import train_files  # noqa: E402
 from ntpgeom.store import script_main  # noqa: E402
+from ntpgeom.studies.linear import train_files  # noqa: E402
 
 
 def main() -> None:

@@ -4,9 +4,9 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from ntpgeom.reference import reference_dataset  # noqa: E402
 from ntpgeom.store import script_main, write_store  # noqa: E402
-from ntpgeom.svm import load_table  # noqa: E402
+from ntpgeom.theory.reference import reference_dataset  # noqa: E402
+from ntpgeom.theory.svm import load_table  # noqa: E402
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from ntpgeom.report import build_report  # noqa: E402
+from ntpgeom.plots.report import build_report  # noqa: E402
 from ntpgeom.store import script_main  # noqa: E402
 
 

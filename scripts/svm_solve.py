@@ -7,7 +7,7 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 import torch  # noqa: E402
 
 from ntpgeom.store import script_main, write_store  # noqa: E402
-from ntpgeom.svm import load_table, solve  # noqa: E402
+from ntpgeom.theory.svm import load_table, solve  # noqa: E402
 
 
 def main() -> None:

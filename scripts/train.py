@@ -9,7 +9,7 @@ import sys
 sys.stderr = open(snakemake.log[0], "a", buffering=1)
 
 from ntpgeom.store import script_main  # noqa: E402
-from ntpgeom.train import train_files  # noqa: E402
+from ntpgeom.train.training import train_files  # noqa: E402
 
 
 def main() -> None:

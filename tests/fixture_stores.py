@@ -8,7 +8,7 @@
   series. The "transformer" fixture is a second UFM run (another width and seed) under that
   model name: the geometry stage only reads W, H and the logits, whatever produced them.
 - ``linear/{embedding}/reference.zarr`` and ``.../train/{optimizer}.zarr`` (the linear study)
-  are written by the package's own entry points (``ntpgeom.linear.reference_files``,
+  are written by the package's own entry points (``ntpgeom.studies.linear.reference_files``,
   ``train_files``, what the rules' scripts call), in this process and with few steps.
 """
 
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ntpgeom.reference import centered_support, factorize, nuclear_norm, reference_dataset
+from ntpgeom.data.table import Table
 from ntpgeom.store import write_store
-from ntpgeom.table import Table
+from ntpgeom.theory.reference import centered_support, factorize, nuclear_norm, reference_dataset
 
 
 def solve_mm(S: np.ndarray, eps: float = 1e-9) -> np.ndarray:
@@ -67,7 +67,7 @@ def train_ufm(table: Table, *, model: str = "ufm", d: int = 16, steps: int = 200
     (torch's per-call overhead made these 10 × 14 problems 20× slower). The step size halves at
     1/2 and 3/4 of the run, as the paper's MultiStepLR schedule decays it.
     """
-    from ntpgeom.geometry import cross_entropy, log_softmax
+    from ntpgeom.metrics.geometry import cross_entropy, log_softmax
 
     rng = np.random.default_rng(seed)
     P, pi = table.P(), table.pi
@@ -158,7 +158,7 @@ LINEAR = {"embeddings": {"random": {"source": "random", "d": 16, "seed": 0}},
 def write_linear(root: Path, dataset: str, linear: dict = LINEAR) -> None:
     """Write the linear stores of ``dataset`` (its table must exist) for the ``linear`` section,
     with the schema's defaults for the options it does not set (as rules/linear.smk passes)."""
-    from ntpgeom.linear import reference_files, train_files
+    from ntpgeom.studies.linear import reference_files, train_files
 
     base = Path(root) / "results" / dataset
     options = {"solvers": ["clarabel", "fista"], "eps": 1e-9, "fista_tol": 1e-10,
@@ -198,7 +198,7 @@ def workflow_results(tmp_path_factory) -> Path:
     if "root" not in _WORKFLOW:
         import json
 
-        from ntpgeom.synthetic import random_table
+        from ntpgeom.data.synthetic import random_table
 
         root = tmp_path_factory.mktemp("workflow")
         write_results(root, "rand", random_table(V=10, m=14, max_support=3, seed=3),

@@ -6,10 +6,10 @@ import pytest
 import xarray as xr
 from conftest import run
 
-from ntpgeom.build import make_table
-from ntpgeom.corpus import read_huggingface, read_text
+from ntpgeom.data.build import make_table
+from ntpgeom.data.corpus import read_huggingface, read_text
+from ntpgeom.data.table import load
 from ntpgeom.errors import UserError
-from ntpgeom.table import load
 
 
 def test_cli_builds_a_table_from_the_sample(sample, tmp_path):

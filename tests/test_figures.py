@@ -1,4 +1,4 @@
-"""ntpgeom.figures: every figure target builds through Snakemake from fixture stores."""
+"""ntpgeom.plots.figures: every figure target builds through Snakemake from fixture stores."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from fixture_stores import snakemake, workflow_results
 
-from ntpgeom.figures import (
+from ntpgeom.plots.figures import (
     FIGURES,
     OVERLAYS,
     SBAR,
@@ -17,7 +17,7 @@ from ntpgeom.figures import (
     assign_colors,
     dataset_families,
 )
-from ntpgeom.linear_figures import LINEAR_FIGURES
+from ntpgeom.plots.linear_figures import LINEAR_FIGURES
 
 
 @pytest.fixture(scope="module")
@@ -127,8 +127,8 @@ def test_dataset_families_follow_the_papers_palette():
 def test_overlay_draws_every_dataset_with_its_own_colours_and_solver(root, tmp_path):
     """Two datasets' runs on one F1 and one F7: colours per (dataset, model) from the config's
     families, dataset-prefixed labels, and each run compared with its own dataset's L^mm."""
-    from ntpgeom.figio import load_overlay
-    from ntpgeom.figures import render
+    from ntpgeom.plots.figio import load_overlay
+    from ntpgeom.plots.figures import render
 
     # A second dataset "ts": rand's stores under another name (its own solver list: scs only).
     from ntpgeom.store import open_store, write_store
@@ -174,11 +174,11 @@ def test_combining_overlines_are_drawn_as_mathtext(root):
     from matplotlib.mathtext import MathTextParser
     from matplotlib.text import Text
 
-    from ntpgeom.figio import load_bundle
-    from ntpgeom.figures import render
-    from ntpgeom.linear import linear_reference, toy_problem
-    from ntpgeom.linear_figures import LinearBundle, toy
+    from ntpgeom.plots.figio import load_bundle
+    from ntpgeom.plots.figures import render
+    from ntpgeom.plots.linear_figures import LinearBundle, toy
     from ntpgeom.store import open_store
+    from ntpgeom.studies.linear import linear_reference, toy_problem
 
     base = root / "results" / "rand"
     runs = [str(p) for p in sorted((base / "geometry").glob("*/*.zarr"))]
@@ -205,7 +205,7 @@ def test_combining_overlines_are_drawn_as_mathtext(root):
 
 def test_a_dataset_without_runs_is_a_user_error():
     from ntpgeom.errors import UserError
-    from ntpgeom.figures import render
+    from ntpgeom.plots.figures import render
 
     with pytest.raises(UserError, match="no training runs"):
         render("loss", Bundle(dataset="x"))

@@ -1,4 +1,5 @@
-"""ntpgeom.geometry: each metric against a hand-computed or closed-form case, then one run."""
+"""ntpgeom.metrics.geometry: each metric against a hand-computed or closed-form case, then one
+run."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import numpy as np
 import pytest
 from fixture_stores import solve_mm, svm_dataset, train_ufm
 
-from ntpgeom import geometry as g
+from ntpgeom.data.synthetic import ksubset_table, random_table
 from ntpgeom.errors import UserError
-from ntpgeom.reference import (
+from ntpgeom.metrics import geometry as g
+from ntpgeom.theory.reference import (
     centered_support,
     factorize,
     in_support_logits,
@@ -16,7 +18,6 @@ from ntpgeom.reference import (
     reference_dataset,
     reldir,
 )
-from ntpgeom.synthetic import ksubset_table, random_table
 
 
 def rotation(d: int, seed: int = 0) -> np.ndarray:

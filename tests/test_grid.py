@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ntpgeom.batched import BatchedUFM, checkpoint_steps, train_batch
+from ntpgeom.data.synthetic import ksubset_table, random_table
 from ntpgeom.errors import UserError
-from ntpgeom.grid import (
+from ntpgeom.studies.grid import (
     GridSpec,
     aggregate,
     batch_key,
@@ -18,8 +18,8 @@ from ntpgeom.grid import (
     reweight_counts,
     run_points,
 )
-from ntpgeom.reference import centered_support
-from ntpgeom.synthetic import ksubset_table, random_table
+from ntpgeom.theory.reference import centered_support
+from ntpgeom.train.batched import BatchedUFM, checkpoint_steps, train_batch
 
 DATASETS = ["k5", "other"]
 
@@ -137,7 +137,7 @@ def test_rank_limited_distance_is_eckart_young():
 # -- the batched trainer ------------------------------------------------------------------------
 def _one_run_reference(P, pi, d, point, epochs):
     """The same run with torch.optim on ordinary modules, one point at a time."""
-    from ntpgeom.batched import init_params
+    from ntpgeom.train.batched import init_params
 
     W0, H0 = init_params(P.shape[0], P.shape[1], d, point["seed"])
     W, H = W0.clone().requires_grad_(), H0.clone().requires_grad_()
@@ -260,7 +260,7 @@ def test_aggregate_never_takes_a_half_written_point(tmp_path):
 
 
 def test_transformer_points_train_through_the_training_stage():
-    from ntpgeom.train import TrainConfig, fit
+    from ntpgeom.train.training import TrainConfig, fit
 
     t = ksubset_table(5, 2)
     s = parse_grid("g", {"axes": {"model": ["transformer"]},
@@ -313,7 +313,7 @@ def test_workflow_reruns_exactly_the_changed_points(tmp_path):
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     assert _dry_jobs(work) == {}
     # an edit of the package code the points import reruns every point
-    with open(work / "src/ntpgeom/batched.py", "a") as f:
+    with open(work / "src/ntpgeom/train/batched.py", "a") as f:
         f.write("\n# edited\n")
     assert _dry_jobs(work)["grid_point"] == 4
 
@@ -335,8 +335,8 @@ def test_workflow_bad_grid_is_one_line(tmp_path):
 def test_metrics_against_closed_forms():
     from scipy.special import log_softmax
 
-    from ntpgeom.batched import metrics
-    from ntpgeom.reference import in_support_logits
+    from ntpgeom.theory.reference import in_support_logits
+    from ntpgeom.train.batched import metrics
 
     t = ksubset_table(6, 2)
     S, P, pi = t.S(), t.P(), t.pi

@@ -1,4 +1,5 @@
-"""The linear-model study (ntpgeom.linear): W*, W^mm, the checks, W-only training, bad input."""
+"""The linear-model study (ntpgeom.studies.linear): W*, W^mm, the checks, W-only training, bad
+input."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from ntpgeom.data.synthetic import random_table
+from ntpgeom.data.table import Table
 from ntpgeom.errors import UserError
-from ntpgeom.linear import (
+from ntpgeom.studies.linear import (
     check_embeddings,
     correlation,
     in_support_solution,
@@ -27,9 +30,7 @@ from ntpgeom.linear import (
     toy_problem,
     train_config,
 )
-from ntpgeom.synthetic import random_table
-from ntpgeom.table import Table
-from ntpgeom.train import TrainConfig, fit
+from ntpgeom.train.training import TrainConfig, fit
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +238,7 @@ def test_random_table_with_fixed_supports_and_n_pairs():
 
 
 def test_toy_labels_are_apart_even_where_arrows_coincide():
-    from ntpgeom.linear_figures import _label_positions
+    from ntpgeom.plots.linear_figures import _label_positions
 
     tips = np.array([[1.0, 0.0], [0.02, 0.01], [0.0, 0.0], [1.0, 0.0], [0.01, 0.02]])
     pos = _label_positions(tips, 0.1)

@@ -1,4 +1,5 @@
-"""Tests of ntpgeom.model: shapes, the paper's architecture arithmetic, and the attention against a
+"""Tests of ntpgeom.train.model: shapes, the paper's architecture arithmetic, and the attention
+against a
 hand-written reference."""
 
 from __future__ import annotations
@@ -9,7 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from ntpgeom.model import UFM, Attention, Transformer, TransformerConfig, UFMConfig, build_model
+from ntpgeom.train.model import (
+    UFM,
+    Attention,
+    Transformer,
+    TransformerConfig,
+    UFMConfig,
+    build_model,
+)
 
 
 def _transformer(d: int = 24, n_heads: int = 3, m: int = 5, T: int = 4, seed: int = 0,  # noqa: N803

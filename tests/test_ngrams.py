@@ -6,9 +6,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from ntpgeom import corpus, ngrams
+from ntpgeom.data import corpus, ngrams
+from ntpgeom.data.tokenize import WordTokenizer
 from ntpgeom.errors import UserError
-from ntpgeom.tokenize import WordTokenizer
 
 WORDS = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran", "big", "red", "Lily", "TIM",
          "don’t", "café", "x_1", "“hi”"]
@@ -102,7 +102,7 @@ def test_word_tokenizer_matches_the_documented_rule():
 
 
 def test_tokenizer_resumes_when_its_new_token_buffer_fills(monkeypatch):
-    from ntpgeom.tokenize import _RawTable
+    from ntpgeom.data.tokenize import _RawTable
 
     monkeypatch.setattr(_RawTable, "NEW_CAPACITY", 3)
     text = "a b c d e f g a b h i j k l m n o p “q” x_1"

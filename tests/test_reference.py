@@ -1,4 +1,5 @@
-"""Tests of ntpgeom.reference: L*, P_F, S̄ and the factors, each against its defining equations."""
+"""Tests of ntpgeom.theory.reference: L*, P_F, S̄ and the factors, each against its defining
+equations."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from ntpgeom.reference import (
+from ntpgeom.data.synthetic import ksubset_table, random_table
+from ntpgeom.theory.reference import (
     centered_support,
     constraint_violation,
     factorize,
@@ -17,7 +19,6 @@ from ntpgeom.reference import (
     project_F,
     reference_dataset,
 )
-from ntpgeom.synthetic import ksubset_table, random_table
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""ntpgeom.report: the HTML page built by the workflow, checked in a real headless Chromium."""
+"""ntpgeom.plots.report: the HTML page built by the workflow, checked in a real headless
+Chromium."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import numpy as np
 import pytest
 from fixture_stores import workflow_results
 
-from ntpgeom.figures import FIGURES, OVERLAYS
-from ntpgeom.linear_figures import LINEAR_FIGURES
-from ntpgeom.reference import centered_support, reldir
-from ntpgeom.report import dataset_numbers, linear_numbers
+from ntpgeom.plots.figures import FIGURES, OVERLAYS
+from ntpgeom.plots.linear_figures import LINEAR_FIGURES
+from ntpgeom.plots.report import dataset_numbers, linear_numbers
+from ntpgeom.theory.reference import centered_support, reldir
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 #: Every image of the fixture's report, in page order: the overlays, the dataset's figures, the
@@ -43,8 +44,8 @@ def test_report_holds_every_figure_the_numbers_and_the_config(root):
 
 
 def test_key_numbers_are_recomputed_from_the_stores(root):
+    from ntpgeom.data.table import load
     from ntpgeom.store import open_store
-    from ntpgeom.table import load
 
     base = root / "results" / "rand"
     table = load(base / "table.zarr")
@@ -138,9 +139,9 @@ def test_report_has_the_linear_study(root):
 
 def test_a_non_separable_study_is_reported_as_such():
     """d = 2 < m: not separable; the page says NO with the best margin, and W^mm is absent."""
-    from ntpgeom.linear import linear_reference, random_embeddings
-    from ntpgeom.report import _linear_section
-    from ntpgeom.synthetic import random_table
+    from ntpgeom.data.synthetic import random_table
+    from ntpgeom.plots.report import _linear_section
+    from ntpgeom.studies.linear import linear_reference, random_embeddings
 
     table = random_table(V=6, m=8, max_support=3, seed=1)
     ref = linear_reference(table, random_embeddings(2, 8, seed=0), solvers=["clarabel"])

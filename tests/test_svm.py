@@ -1,4 +1,5 @@
-"""Tests of ntpgeom.svm: the NTP-SVM solvers against the closed form (§1.7) and against each other.
+"""Tests of ntpgeom.theory.svm: the NTP-SVM solvers against the closed form (§1.7) and against each
+other.
 
 Tolerances:
 - admm is stopped at certified gap 1e-8 and residuals 1e-7; on k-subset tables (started away from
@@ -23,10 +24,12 @@ import numpy as np
 import pytest
 import torch
 
+from ntpgeom.data.synthetic import ksubset_table, random_table
+from ntpgeom.data.table import Table
 from ntpgeom.errors import UserError
-from ntpgeom.reference import centered_support, constraint_violation, nuclear_norm, reldir
-from ntpgeom.svm import SOLVERS, check_table, is_ksubset, load_table, solve, solve_options
-from ntpgeom.svm.admm import (
+from ntpgeom.theory.reference import centered_support, constraint_violation, nuclear_norm, reldir
+from ntpgeom.theory.svm import SOLVERS, check_table, is_ksubset, load_table, solve, solve_options
+from ntpgeom.theory.svm.admm import (
     ANDERSON_MEMORY,
     _Anderson,
     _certificate,
@@ -36,9 +39,7 @@ from ntpgeom.svm.admm import (
     singular_value_threshold,
     solve_admm,
 )
-from ntpgeom.svm.cvx import estimate_memory_mb, solve_cvx
-from ntpgeom.synthetic import ksubset_table, random_table
-from ntpgeom.table import Table
+from ntpgeom.theory.svm.cvx import estimate_memory_mb, solve_cvx
 
 ROOT = Path(__file__).resolve().parents[1]
 KSUBSETS = [(5, 1), (6, 2), (7, 3), (9, 2)]

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from ntpgeom.data.synthetic import grammar_corpus, ksubset_table, random_table
+from ntpgeom.data.table import Table, load
 from ntpgeom.errors import UserError
-from ntpgeom.synthetic import grammar_corpus, ksubset_table, random_table
-from ntpgeom.table import Table, load
 
 
 def small_table() -> Table:

@@ -1,4 +1,5 @@
-"""Tests of ntpgeom.train: the distinct-context loss against the per-sample loss and a closed-form
+"""Tests of ntpgeom.train.training: the distinct-context loss against the per-sample loss and a
+closed-form
 gradient, convergence CE → H, determinism, resume (also after a real SIGKILL), the store, errors."""
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from ntpgeom import train as T
+from ntpgeom.data.synthetic import ksubset_table, random_table
+from ntpgeom.data.table import Table
 from ntpgeom.errors import UserError
-from ntpgeom.synthetic import ksubset_table, random_table
-from ntpgeom.table import Table
-from ntpgeom.train import Objective, TrainConfig, Trainer, fit
+from ntpgeom.train import training as T
+from ntpgeom.train.training import Objective, TrainConfig, Trainer, fit
 
 CPU = torch.device("cpu")
 requires_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -266,7 +267,7 @@ def test_cuda_without_cuda(table, caplog):
         fit(table, tiny(device="cuda"), progress=False)
     with pytest.raises(UserError, match="graph: on needs a CUDA device"):
         fit(table, tiny(graph="on"), progress=False)
-    with caplog.at_level("INFO", logger="ntpgeom.train"):
+    with caplog.at_level("INFO", logger="ntpgeom.train.training"):
         traj = fit(table, tiny(device="auto", epochs=2), progress=False)
     assert traj.device == "cpu" and "no CUDA device, training on CPU" in caplog.text
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from conftest import ROOT, run
 
-from ntpgeom.table import load
+from ntpgeom.data.table import load
 
 pytestmark = pytest.mark.slow
 

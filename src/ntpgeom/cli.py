@@ -16,7 +16,7 @@ from ntpgeom import __version__
 from ntpgeom.errors import UserError
 
 # Modules that contribute a subcommand, in the order they appear in ``ntpgeom --help``.
-SUBCOMMANDS = ["ntpgeom.build", "ntpgeom.svm", "ntpgeom.train"]
+SUBCOMMANDS = ["ntpgeom.data.build", "ntpgeom.theory.svm", "ntpgeom.train.training"]
 
 
 def make_parser() -> argparse.ArgumentParser:

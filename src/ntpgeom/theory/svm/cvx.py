@@ -14,7 +14,7 @@ on the thread count) and ``warm_start=False``. Clarabel is not offered: it needs
 
 The returned L is projected onto the constraint set (the solver's own iterate violates it by about
 its tolerance; the violation is kept in ``raw_max_violation``), and certified with the multipliers
-of the linear constraints as dual guess (:func:`ntpgeom.svm.admm.certified_gap`).
+of the linear constraints as dual guess (:func:`ntpgeom.theory.svm.admm.certified_gap`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ MOSEK_LICENCE_HINT = (
 
 @dataclass
 class CvxResult:
-    """What :func:`solve_cvx` returns (see :class:`ntpgeom.svm.admm.AdmmResult` for the shared
+    """What :func:`solve_cvx` returns (see :class:`ntpgeom.theory.svm.admm.AdmmResult` for the
+    shared
     fields)."""
 
     L: np.ndarray
@@ -173,8 +174,8 @@ def solve_cvx(support: np.ndarray, *, solver: str = "scs", eps: float = 1e-8,
     """
     import cvxpy as cp
 
-    from ntpgeom.reference import constraint_violation
-    from ntpgeom.svm.admm import certified_gap, project_feasible
+    from ntpgeom.theory.reference import constraint_violation
+    from ntpgeom.theory.svm.admm import certified_gap, project_feasible
 
     S = np.asarray(support, dtype=bool)
     V, m = S.shape

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ntpgeom.reference import RANK_RTOL, project_F, reldir
+from ntpgeom.theory.reference import RANK_RTOL, project_F, reldir
 
 log = logging.getLogger(__name__)
 
@@ -366,7 +366,7 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *, knn_k: int 
     train : xarray.Dataset
         ``results/{dataset}/train/{model}/{run}.zarr`` (``W`` (step, token, dim), ``H`` (step,
         dim, context), ``logits`` (step, token, context)).
-    table : ntpgeom.table.Table
+    table : ntpgeom.data.table.Table
         The run's table (S, P, π, H).
     reference : xarray.Dataset
         ``reference.zarr`` (``L_star``, ``S_bar``, ``W_bar``, ``H_bar``).
@@ -491,8 +491,8 @@ def geometry_store(*, train: str, table: str, reference: str, svm: Sequence[str]
     import time
     from pathlib import Path
 
+    from ntpgeom.data.table import load
     from ntpgeom.store import open_store, provenance, write_store
-    from ntpgeom.table import load
 
     start = time.perf_counter()
     paths = [svm] if isinstance(svm, str) else list(svm)

@@ -13,7 +13,7 @@ trained, on the distinct-context CE. With logits W h̄_j:
   equalities (:func:`max_margin`); separable iff γ* > 0, and then ‖W^mm‖_F = 1/γ*.
 - **W^mm** (Def. 3, the NTP-SVM): argmin ‖W‖_F s.t. the separability constraints, a strongly
   convex QP with Σ_j S_j − m equalities and mV − Σ_j S_j inequalities (in the anchor form of
-  :func:`ntpgeom.svm.cvx.anchor_constraints`). Solved with cvxpy (Clarabel, SCS, MOSEK when
+  :func:`ntpgeom.theory.svm.cvx.anchor_constraints`). Solved with cvxpy (Clarabel, SCS, MOSEK when
   licensed: :func:`solve_wmm_cvx`) and by our own accelerated projected gradient on the dual
   (:func:`solve_wmm_fista`), whose cost per iteration is two V×d×m products.
 - **Lemma 1**: d > m with rank(H̄) = m implies both conditions (:func:`overparameterized`).
@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from ntpgeom.data.table import Table
 from ntpgeom.errors import UserError
-from ntpgeom.reference import constraint_violation, in_support_logits, project_F, reldir
-from ntpgeom.table import Table
+from ntpgeom.theory.reference import constraint_violation, in_support_logits, project_F, reldir
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def in_support_solution(S: np.ndarray, P: np.ndarray, H_bar: np.ndarray,
     The minimum-norm least-squares solution A⁺b (SVD of :func:`difference_operator`) lies in
     the row space of A, which is F; when the equations are consistent (NTP_H-compatibility,
     Def. 1) it is the unique solution in F. The residual is measured anchor-free against
-    L* = :func:`ntpgeom.reference.in_support_logits` as max_{z∈S_j} |P_F(W* H̄) − L*|, since
+    L* = :func:`ntpgeom.theory.reference.in_support_logits` as max_{z∈S_j} |P_F(W* H̄) − L*|, since
     (e_z − e_z')ᵀ W h̄_j = log(P_zj/P_z'j) for all pairs iff the column's centered logits on S_j
     equal L*'s.
     """
@@ -218,10 +218,10 @@ class Margin:
 
 def _cvx_solver(solver: str) -> tuple[str, Any]:
     """cvxpy's solver constant for ours; ``auto`` = MOSEK when licensed, else Clarabel (the
-    licence probe of :func:`ntpgeom.svm.cvx.mosek_status`)."""
+    licence probe of :func:`ntpgeom.theory.svm.cvx.mosek_status`)."""
     import cvxpy as cp
 
-    from ntpgeom.svm.cvx import MOSEK_LICENCE_HINT, mosek_status
+    from ntpgeom.theory.svm.cvx import MOSEK_LICENCE_HINT, mosek_status
 
     if solver in ("auto", "mosek"):
         ok, why = mosek_status()
@@ -254,7 +254,7 @@ def _options(name: str, eps: float) -> dict[str, Any]:
 
 def _constraints(cp, W, S: np.ndarray, H_bar: np.ndarray, rhs):
     """Anchor-form constraints on the logits W H̄ (V × m): equal on S_j, margin ≥ ``rhs`` off it."""
-    from ntpgeom.svm.cvx import anchor_constraints
+    from ntpgeom.theory.svm.cvx import anchor_constraints
 
     flat = cp.vec(W @ H_bar, order="F")
     eq, eq_anchor, out, out_anchor = anchor_constraints(S)
@@ -639,8 +639,8 @@ def make_embeddings(table: Table, spec: dict[str, Any], store=None) -> tuple[np.
 def reference_files(*, table: str, out: str, embedding: dict[str, Any], options: dict[str, Any],
                     store: str | None = None, config: dict[str, Any] | None = None) -> None:
     """Read the table (and the embeddings' store), write ``linear/{embedding}/reference.zarr``."""
+    from ntpgeom.data.table import load
     from ntpgeom.store import open_store, write_store
-    from ntpgeom.table import load
 
     t = load(table)
     H, info = make_embeddings(t, embedding, open_store(store) if store else None)
@@ -652,13 +652,13 @@ def reference_files(*, table: str, out: str, embedding: dict[str, Any], options:
 
 def train_config(spec: dict[str, Any], *, d: int, L_smooth: float,  # noqa: N803
                  options: dict[str, Any]):
-    """The :class:`ntpgeom.train.TrainConfig` of one ``linear.optimizers`` entry.
+    """The :class:`ntpgeom.train.training.TrainConfig` of one ``linear.optimizers`` entry.
 
     ``lr: auto`` (gd only) is 1/(2 L_smooth), the largest step of Lemma 2; a larger gd step is
     allowed but logged, since the theorem no longer covers it. No LR schedule (milestones
     empty): the paper's runs use constant steps.
     """
-    from ntpgeom.train import TrainConfig
+    from ntpgeom.train.training import TrainConfig
 
     opt, lr = spec["optimizer"], spec["lr"]
     bound = 1.0 / (2.0 * L_smooth)
@@ -684,7 +684,7 @@ def train_files(*, table: str, reference: str, out: str, spec: dict[str, Any],
                 options: dict[str, Any], progress: bool | None = False) -> None:
     """Train W on fixed H̄ with one optimizer; write ``linear/{embedding}/train/{name}.zarr``.
 
-    The store is the training loop's (:func:`ntpgeom.train.train`) plus the per-checkpoint
+    The store is the training loop's (:func:`ntpgeom.train.training.train`) plus the per-checkpoint
     metrics of :func:`run_metrics` and attrs ``final_*``, ``lr_bound``, ``L_smooth``.
 
     Raises
@@ -692,9 +692,9 @@ def train_files(*, table: str, reference: str, out: str, spec: dict[str, Any],
     UserError
         The reference says the embeddings are not NTP-separable (:func:`require_separable`).
     """
+    from ntpgeom.data.table import load
     from ntpgeom.store import open_store
-    from ntpgeom.table import load
-    from ntpgeom.train import train
+    from ntpgeom.train.training import train
 
     t = load(table)
     ref = open_store(reference)

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ntpgeom import corpus, ngrams, synthetic
+from ntpgeom.data import corpus, ngrams, synthetic
+from ntpgeom.data.table import Table
+from ntpgeom.data.tokenize import make_tokenizer
 from ntpgeom.errors import UserError
-from ntpgeom.table import Table
-from ntpgeom.tokenize import make_tokenizer
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ntpgeom.figures import ALL_DATASETS, Bundle, Run
+from ntpgeom.plots.figures import ALL_DATASETS, Bundle, Run
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,10 @@ def load_bundle(dataset: str, *, train: Sequence[str] = (), geometry: Sequence[s
 
     ``svm`` paths are ``.../svm/{solver}.zarr``; the solver's name is the file stem, in the order
     given (the first is the one single-solver figures show). ``families``: dataset → colour
-    family (:func:`ntpgeom.figures.dataset_families`).
+    family (:func:`ntpgeom.plots.figures.dataset_families`).
     """
+    from ntpgeom.data.table import load
     from ntpgeom.store import open_store
-    from ntpgeom.table import load
 
     return Bundle(dataset=dataset, runs=_load_runs(train, geometry, lambda p: dataset),
                   reference=open_store(reference) if reference else None,
@@ -105,7 +105,7 @@ def save(fig, *paths: str | os.PathLike, dpi: int = 150) -> None:
 def render_to(name: str, dataset: str, *, png: str, pdf: str,
               families: Mapping[str, int] | None = None, **stores) -> None:
     """Load ``stores`` (as :func:`load_bundle`), draw figure ``name``, write PNG and PDF."""
-    from ntpgeom.figures import render
+    from ntpgeom.plots.figures import render
 
     save(render(name, load_bundle(dataset, families=families, **stores)), png, pdf)
 
@@ -113,8 +113,8 @@ def render_to(name: str, dataset: str, *, png: str, pdf: str,
 def render_overlay_to(name: str, *, png: str, pdf: str,
                       families: Mapping[str, int] | None = None, **stores) -> None:
     """Load every dataset's ``stores`` (as :func:`load_overlay`), draw figure ``name`` of
-    :data:`ntpgeom.figures.OVERLAYS` with all their runs, write PNG and PDF."""
-    from ntpgeom.figures import OVERLAYS, render
+    :data:`ntpgeom.plots.figures.OVERLAYS` with all their runs, write PNG and PDF."""
+    from ntpgeom.plots.figures import OVERLAYS, render
 
     if name not in OVERLAYS:
         raise ValueError(f"figure {name!r} is not drawn across datasets; choose from "

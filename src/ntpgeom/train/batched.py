@@ -6,7 +6,7 @@ H (d × m); the logits are L = W H and the loss is the full-batch cross-entropy
     CE(W, H) = − Σ_j π_j Σ_z P_zj log softmax(L_{:,j})_z,
 
 to which ``gd`` and ``adam`` add the ridge λ (‖W‖² + ‖H‖²) (the regularization path of §1.6, with
-the training stage's λ: ``ntpgeom.train.Objective``),
+the training stage's λ: ``ntpgeom.train.training.Objective``),
 while ``adamw`` decays the weights by lr·λ instead (the paper's AdamW ``weight_decay``).
 
 Points that differ only in seed, step size, λ or optimizer share every shape, so B of them are
@@ -227,7 +227,7 @@ def metrics(run: Mapping[str, np.ndarray], *, S: np.ndarray, P: np.ndarray, pi: 
     ``dir_dist_mm`` and ``dir_dist_sbar`` (normalized Frobenius distances), ``norm_L``,
     ``norm_W``, ``norm_H`` and ``L_final``.
     """
-    from ntpgeom.reference import project_F, reldir
+    from ntpgeom.theory.reference import project_F, reldir
 
     out: dict[str, list[float]] = {k: [] for k in ("ce_minus_entropy", "dist_in_support",
                                                    "dir_dist_mm", "dir_dist_sbar", "norm_L",

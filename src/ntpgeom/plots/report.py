@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ntpgeom.reference import nuclear_norm, reldir
+from ntpgeom.theory.reference import nuclear_norm, reldir
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def dataset_numbers(table, reference, svm: Mapping[str, Any],
 
     Parameters
     ----------
-    table : ntpgeom.table.Table
+    table : ntpgeom.data.table.Table
     reference : xarray.Dataset
         ``reference.zarr`` (``S_bar``).
     svm : mapping of str to xarray.Dataset
@@ -99,7 +99,7 @@ def linear_numbers(reference, runs: Mapping[str, Any]) -> dict[str, Any]:
         ``W_mm_by_solver`` (NaN when not separable); ``runs``: per optimizer its step size, last
         step and, there, CE − H, ‖W‖_F, ⟨Ŵ, Ŵ^mm⟩, that of W − W*, and ‖P_F(W) − W*‖_F.
     """
-    from ntpgeom.linear import overparameterized
+    from ntpgeom.studies.linear import overparameterized
 
     a = reference.attrs
     H_bar = reference["H_bar"].transpose("dim", "context").values
@@ -294,7 +294,7 @@ def render_html(numbers: Mapping[str, Mapping[str, Any]],
     parts.append("<p>dist A → B = ‖A/‖A‖_F − B/‖B‖_F‖_F (0: same direction). The theory "
                  "predicts CE − H → 0, ‖P_F(L) − L*‖ → 0 and dist L → L^mm → 0.</p>")
     if overlays:
-        from ntpgeom.figures import ALL_DATASETS
+        from ntpgeom.plots.figures import ALL_DATASETS
 
         parts.append("<h2>Figures: all datasets</h2><p>The figures the paper overlays (F1, F2, "
                      "F3, F7): every training run of every dataset on one set of axes, each "
@@ -333,9 +333,9 @@ def build_report(out: str | os.PathLike, *, datasets: Mapping[str, Mapping[str, 
     ``reference.zarr``), ``train`` (list of ``.../train/{optimizer}.zarr``), ``figures`` (list of
     PNGs, ``<name>.png``); ``toy``: the 2-D toy's PNG.
     """
-    from ntpgeom.figio import run_id
+    from ntpgeom.data.table import load
+    from ntpgeom.plots.figio import run_id
     from ntpgeom.store import open_store
-    from ntpgeom.table import load
 
     numbers, figures = {}, {}
     for ds, paths in datasets.items():

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from ntpgeom.data.table import Table
 from ntpgeom.errors import UserError
-from ntpgeom.table import Table
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ POINT_DEFAULTS: dict[str, Any] = {k: v[2] for k, v in POINT_KEYS.items()}
 #: Keys that fix the shapes of a training run; points equal in these train in one batched step.
 SHAPE_KEYS = ("dataset", "model", "d", "epochs", "checkpoints", "count_model", "zipf_a", "solver")
 
-#: Figures a grid can ask for (:mod:`ntpgeom.grid_figures`); ``curves`` fits any grid.
+#: Figures a grid can ask for (:mod:`ntpgeom.plots.grid_figures`); ``curves`` fits any grid.
 FIGURES = ("curves", "d_sweep", "reg_path", "imbalance", "seeds")
 
 
@@ -277,7 +277,7 @@ def max_margin_logits(table: Table, solver: str, svm_store: str | Path | None = 
     UserError
         If ``closed_form`` is asked for a table without a closed form, or the store is missing.
     """
-    from ntpgeom.reference import centered_support
+    from ntpgeom.theory.reference import centered_support
 
     if solver == "closed_form":
         if table.attrs.get("closed_form") != "S_bar":
@@ -301,12 +301,14 @@ def max_margin_logits(table: Table, solver: str, svm_store: str | Path | None = 
 # -- point stores and the aggregate ------------------------------------------------------------
 def point_dataset(history: Mapping[str, np.ndarray], *, table: Table, L_mm: np.ndarray,  # noqa: N803
                   point: Mapping[str, Any], wall_seconds: float | None = None):
-    """One point's store: its metrics per ``step`` and its scalars (see :mod:`ntpgeom.batched`).
+    """One point's store: its metrics per ``step`` and its scalars (see
+    :mod:`ntpgeom.train.batched`).
 
     Parameters
     ----------
     history : mapping
-        From :func:`ntpgeom.batched.metrics`: ``step`` and per-step arrays, ``L_final`` (V × m).
+        From :func:`ntpgeom.train.batched.metrics`: ``step`` and per-step arrays, ``L_final`` (V ×
+        m).
     table, L_mm
         The point's table and max-margin logits.
     point : mapping
@@ -450,16 +452,18 @@ def run_points(table: Table, L_mm: np.ndarray, points: Sequence[Mapping[str, Any
 
     Notes
     -----
-    UFM points train in :mod:`ntpgeom.batched` (all of ``points`` in one vmap-ed step); transformer
-    points train one by one through the training stage (:func:`ntpgeom.train.fit`), with its
+    UFM points train in :mod:`ntpgeom.train.batched` (all of ``points`` in one vmap-ed step);
+    transformer
+    points train one by one through the training stage (:func:`ntpgeom.train.training.fit`), with
+    its
     checkpoint steps (3 per decade) instead of ``checkpoints``.
     """
     import time
 
     import torch
 
-    from ntpgeom.batched import checkpoint_steps, metrics, train_batch
-    from ntpgeom.reference import centered_support, in_support_logits
+    from ntpgeom.theory.reference import centered_support, in_support_logits
+    from ntpgeom.train.batched import checkpoint_steps, metrics, train_batch
 
     if len({batch_key(p) for p in points}) != 1:
         raise ValueError("run_points needs points of equal shape (see batch_key)")
@@ -491,12 +495,13 @@ def run_points(table: Table, L_mm: np.ndarray, points: Sequence[Mapping[str, Any
 
 def _train_stage_run(table: Table, point: Mapping[str, Any], *, device: str, threads: int
                      ) -> dict[str, np.ndarray]:
-    """One point trained by the training stage (:func:`ntpgeom.train.fit`), as a batched run.
+    """One point trained by the training stage (:func:`ntpgeom.train.training.fit`), as a batched
+    run.
 
     The grid's optimizers map onto the stage's: ``gd`` → GD with ridge λ, ``adam`` → AdamW without
     decay and with ridge λ, ``adamw`` → AdamW with decay λ; no LR schedule (as the UFM points).
     """
-    from ntpgeom.train import TrainConfig, fit
+    from ntpgeom.train.training import TrainConfig, fit
 
     decoupled = point["optimizer"] == "adamw"
     config = TrainConfig.from_dict({

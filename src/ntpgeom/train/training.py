@@ -47,9 +47,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from ntpgeom.data.table import Table
 from ntpgeom.errors import UserError
-from ntpgeom.model import build_model
-from ntpgeom.table import Table
+from ntpgeom.train.model import build_model
 
 log = logging.getLogger(__name__)
 
@@ -888,7 +888,7 @@ def train(table: Table, config: TrainConfig, *, out: str | os.PathLike,
 def train_files(table: str | os.PathLike, out: str | os.PathLike, settings: dict[str, Any],
                 *, progress: bool | None = None) -> None:
     """Read ``table.zarr``, train with ``settings`` (a ``train`` config mapping), write ``out``."""
-    from ntpgeom.table import load
+    from ntpgeom.data.table import load
 
     config = TrainConfig.from_dict(settings)
     train(load(table), config, out=out, progress=progress)

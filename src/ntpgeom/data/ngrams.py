@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ntpgeom.data.table import Table
+from ntpgeom.data.tokenize import BOUNDARY, Tokenizer
 from ntpgeom.errors import UserError
-from ntpgeom.table import Table
-from ntpgeom.tokenize import BOUNDARY, Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +102,9 @@ def count_pairs(chunks: Iterable[tuple[bytes, int]], tokenizer: Tokenizer, *,
     ----------
     chunks : iterable of (bytes, int)
         Documents separated by ``b"\\x00"`` and the number of source bytes each chunk stands for
-        (from :mod:`ntpgeom.corpus`).
+        (from :mod:`ntpgeom.data.corpus`).
     tokenizer : Tokenizer
-        Turns a chunk into ids (:mod:`ntpgeom.tokenize`).
+        Turns a chunk into ids (:mod:`ntpgeom.data.tokenize`).
     context_length : int
         K, tokens per context.
     memory_mb : int

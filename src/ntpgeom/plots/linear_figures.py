@@ -2,8 +2,9 @@
 
 Each takes a :class:`LinearBundle` (the ``linear/{embedding}/reference.zarr`` store and the
 optimizers' ``linear/{embedding}/train/{optimizer}.zarr`` stores, already opened) and returns a
-Figure, drawn with the helpers of :mod:`ntpgeom.figures`; :func:`render_to` writes PNG and PDF with
-:func:`ntpgeom.figio.save`. Rule ``fig_linear_<name>`` (``rules/linear.smk``) draws
+Figure, drawn with the helpers of :mod:`ntpgeom.plots.figures`; :func:`render_to` writes PNG and
+PDF with
+:func:`ntpgeom.plots.figio.save`. Rule ``fig_linear_<name>`` (``rules/linear.smk``) draws
 ``results/{dataset}/figures/linear/{embedding}/<name>.png``; ``fig_linear_toy`` the 2-D toy.
 
 What the theorem (Thm 2) predicts, per figure: CE − H → 0 (``ce``); ‖W_k‖ → ∞ (``norm``);
@@ -20,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ntpgeom.figures import _new, _positive, _step_axis
+from ntpgeom.plots.figures import _new, _positive, _step_axis
 
-#: W^mm in matplotlib's mathtext (as ntpgeom.figures.LMM; h̄_j likewise, a plain combining
+#: W^mm in matplotlib's mathtext (as ntpgeom.plots.figures.LMM; h̄_j likewise, a plain combining
 #: overline is not drawn).
 WMM = r"W$^\mathrm{mm}$"
 
@@ -191,7 +192,7 @@ def render_to(name: str, dataset: str, embedding: str, *, reference: str,
     """Open the stores, draw figure ``name`` of :data:`LINEAR_FIGURES`, write PNG and PDF."""
     from pathlib import Path
 
-    from ntpgeom.figio import save
+    from ntpgeom.plots.figio import save
     from ntpgeom.store import open_store
 
     paths = [train] if isinstance(train, str | os.PathLike) else list(train)
@@ -201,9 +202,9 @@ def render_to(name: str, dataset: str, embedding: str, *, reference: str,
 
 
 def render_toy(*, png: str, pdf: str, seed: int = 0, solvers=("clarabel", "fista")) -> None:
-    """Solve the 2-D toy (:func:`ntpgeom.linear.toy_problem`) and draw it."""
-    from ntpgeom.figio import save
-    from ntpgeom.linear import linear_reference, toy_problem
+    """Solve the 2-D toy (:func:`ntpgeom.studies.linear.toy_problem`) and draw it."""
+    from ntpgeom.plots.figio import save
+    from ntpgeom.studies.linear import linear_reference, toy_problem
 
     table, H_bar = toy_problem(seed)
     ref = linear_reference(table, H_bar, solvers=list(solvers))

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ntpgeom.grid import GridSpec
+from ntpgeom.studies.grid import GridSpec
 
 METRICS = {
     "ce_minus_entropy": "CE − H",

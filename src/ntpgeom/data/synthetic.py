@@ -17,8 +17,8 @@ import itertools
 
 import numpy as np
 
+from ntpgeom.data.table import Table
 from ntpgeom.errors import UserError
-from ntpgeom.table import Table
 
 #: Five-word prefixes in the spirit of the paper's ``verysmallset.txt`` (no apostrophes, so each
 #: word is one token of the word tokenizer).

@@ -4,9 +4,11 @@
 
 Solvers (:data:`SOLVERS`):
 
-- ``admm``: the project's first-order solver (:mod:`ntpgeom.svm.admm`), torch float64 on CPU or
+- ``admm``: the project's first-order solver (:mod:`ntpgeom.theory.svm.admm`), torch float64 on CPU
+or
   CUDA, stopped on a certified relative duality gap. The one to use beyond a few hundred contexts.
-- ``scs``, ``mosek``: cvxpy on the SDP embedding (:mod:`ntpgeom.svm.cvx`); ``auto`` is MOSEK when
+- ``scs``, ``mosek``: cvxpy on the SDP embedding (:mod:`ntpgeom.theory.svm.cvx`); ``auto`` is MOSEK
+when
   licensed, else SCS. Memory grows with (V + m)²; too large a problem is refused before solving.
 - ``closed_form``: S̄ = (I − 11ᵀ/V) S, exact for tables whose supports are all k-subsets (§1.7);
   refused for other tables. On such tables every other solver's result is also checked against
@@ -14,7 +16,8 @@ Solvers (:data:`SOLVERS`):
 
 :func:`solve` returns the ``svm/{solver}.zarr`` dataset of ``docs/artifacts.md``; ``ntpgeom solve``
 runs it from the command line. Every solver's L is exactly feasible and certified by a repaired
-dual (:func:`ntpgeom.svm.admm.certified_gap`), so attr ``gap`` is a proven bound on the relative
+dual (:func:`ntpgeom.theory.svm.admm.certified_gap`), so attr ``gap`` is a proven bound on the
+relative
 suboptimality of ``nuclear_norm``.
 """
 
@@ -30,15 +33,15 @@ from typing import Any
 
 import numpy as np
 
+from ntpgeom.data.table import Table
 from ntpgeom.errors import UserError
-from ntpgeom.reference import (
+from ntpgeom.theory.reference import (
     RANK_RTOL,
     centered_support,
     constraint_violation,
     factorize,
     reldir,
 )
-from ntpgeom.table import Table
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +104,12 @@ def solve(table: Table, *, solver: str = "admm", gap_tol: float = 1e-8,
     time_limit : float or None
         Seconds per solve; a solve cut short keeps its certified gap and says so in ``status``.
     device, residual_tol, max_iter, check_every, anderson, float32_until
-        admm options (:func:`ntpgeom.svm.admm.solve_admm`); None takes its default.
+        admm options (:func:`ntpgeom.theory.svm.admm.solve_admm`); None takes its default.
     eps, max_iters, memory_limit_mb
-        cvxpy options (:func:`ntpgeom.svm.cvx.solve_cvx`).
+        cvxpy options (:func:`ntpgeom.theory.svm.cvx.solve_cvx`).
     rank_rtol : float
-        Rank cut of the factors W_mm = U√Σ, H_mm = √ΣVᵀ (:func:`ntpgeom.reference.factorize`).
+        Rank cut of the factors W_mm = U√Σ, H_mm = √ΣVᵀ
+        (:func:`ntpgeom.theory.reference.factorize`).
     config : dict, optional
         Recorded in the store's provenance.
 
@@ -133,7 +137,7 @@ def solve(table: Table, *, solver: str = "admm", gap_tol: float = 1e-8,
     history = None
     start = time.perf_counter()
     if solver == "admm":
-        from ntpgeom.svm.admm import solve_admm
+        from ntpgeom.theory.svm.admm import solve_admm
 
         options = {"device": device, "gap_tol": gap_tol, "residual_tol": residual_tol,
                    "max_iter": max_iter, "check_every": check_every, "time_limit": time_limit,
@@ -151,7 +155,7 @@ def solve(table: Table, *, solver: str = "admm", gap_tol: float = 1e-8,
             raise UserError("svm solver closed_form: the closed form S̄ is the solution only when "
                             "the supports are exactly all k-subsets of the tokens (paper §1.7); "
                             "use admm for this table")
-        from ntpgeom.svm.admm import certified_gap
+        from ntpgeom.theory.svm.admm import certified_gap
 
         L = centered_support(S)
         # Certify with the dual guess Y = −UVᵀ (the polar factor of S̄, rank V − 1): for
@@ -162,7 +166,7 @@ def solve(table: Table, *, solver: str = "admm", gap_tol: float = 1e-8,
         _, lower, gap = certified_gap(L, -polar, S)
         status, solved, options = "optimal", time.perf_counter() - start, {}
     else:
-        from ntpgeom.svm.cvx import solve_cvx
+        from ntpgeom.theory.svm.cvx import solve_cvx
 
         options = {"solver": solver, "eps": eps, "max_iters": max_iters,
                    "time_limit": time_limit, "memory_limit_mb": memory_limit_mb}
@@ -285,7 +289,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="iterations between convergence checks (each one syncs a GPU)")
     g.add_argument("--anderson", type=int, default=None,
                    help="memory of the Anderson acceleration, 0 = plain ADMM (default: the "
-                   "solver's, ntpgeom.svm.admm.ANDERSON_MEMORY)")
+                   "solver's, ntpgeom.theory.svm.admm.ANDERSON_MEMORY)")
     g.add_argument("--float32-until", type=float, default=None,
                    help="CPU: iterate in float32 until the residuals reach this, then float64; "
                    "0 = float64 throughout (default: 1e-5 on the CPU, 0 on CUDA)")

@@ -2,7 +2,7 @@
 
 Every function takes already-loaded data (a :class:`Bundle` of xarray datasets and the table)
 and returns a :class:`matplotlib.figure.Figure`; nothing here reads or writes files
-(:mod:`ntpgeom.figio` does). Each figure has one Snakemake rule, ``fig_<name>``, writing
+(:mod:`ntpgeom.plots.figio` does). Each figure has one Snakemake rule, ``fig_<name>``, writing
 ``results/{dataset}/figures/<name>.png`` and ``.pdf`` (``rules/figures.smk``), and a caption in
 ``report/<name>.rst`` naming the stores and variables it plots.
 
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ntpgeom.geometry import cosine_matrix
+from ntpgeom.metrics.geometry import cosine_matrix
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,11 @@ class Run:
 
 @dataclass
 class Bundle:
-    """Everything a figure of one dataset may plot (loaded by :func:`ntpgeom.figio.load_bundle`).
+    """Everything a figure of one dataset may plot (loaded by
+    :func:`ntpgeom.plots.figio.load_bundle`).
 
     ``reference`` is ``reference.zarr``, ``svm`` maps solver names to ``svm/{solver}.zarr``,
-    ``table`` is the :class:`ntpgeom.table.Table`; any of them may be missing when the figure's
+    ``table`` is the :class:`ntpgeom.data.table.Table`; any of them may be missing when the figure's
     rule does not need it.
     """
 
