@@ -102,6 +102,14 @@ def test_alternatives_and_sizes_are_spelled_out():
                  set_default=False)
 
 
+def test_a_number_yaml_reads_as_a_string_gets_a_hint():
+    lr = yaml.safe_load("lr: 1e-4")  # YAML 1.1 needs the dot: this is the string '1e-4'
+    with pytest.raises(UserError) as err:
+        validate(lr, SCHEMAS / "train.schema.yaml", where="train")
+    assert str(err.value) == ("train.lr: '1e-4' is not of type number (YAML reads 1e-4 as a "
+                              "string: write it with a dot, e.g. 1.0e-4)")
+
+
 def test_format_error_of_a_nested_list_item():
     from jsonschema import Draft202012Validator
     schema = {"type": "object", "properties": {"d": {"type": "array", "items": {"minimum": 1}}}}
@@ -154,6 +162,20 @@ def test_named_config_composes_with_the_default(name):
     named = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())
     assert "table" not in named, "dataset-specific table settings belong in the dataset entry"
     config = validate(merge(default, named), SCHEMAS / "config.schema.yaml")
+    for dataset in config["datasets"]:
+        for section in ("table", "svm", "train", "geometry", "linear"):
+            dataset_section(config, dataset, section, SCHEMAS / f"{section}.schema.yaml")
+
+
+@pytest.mark.parametrize("first, second", [(a, b) for a in NAMED for b in NAMED if a != b])
+def test_two_named_configs_compose_in_either_order(first, second):
+    """`--configfile config/a.yaml config/b.yaml`: both orders validate, and they agree on every
+    dataset they both define (the grid configs share `ksubset8`)."""
+    default = yaml.safe_load((ROOT / "config.yaml").read_text())
+    a, b = (yaml.safe_load((ROOT / "config" / f"{n}.yaml").read_text()) for n in (first, second))
+    for shared in set(a.get("datasets", {})) & set(b.get("datasets", {})):
+        assert a["datasets"][shared] == b["datasets"][shared], shared
+    config = validate(merge(merge(default, a), b), SCHEMAS / "config.schema.yaml")
     for dataset in config["datasets"]:
         for section in ("table", "svm", "train", "geometry", "linear"):
             dataset_section(config, dataset, section, SCHEMAS / f"{section}.schema.yaml")
@@ -220,6 +242,15 @@ def test_bad_config_is_one_line(checkout, tmp_path, config, expected):
 
 
 @pytest.mark.slow
+def test_the_paper_tinystories_with_the_papers_training_dry_runs(checkout):
+    res = run("snakemake", "--cores", "1", "-n", "--configfile", "config/tinystories.yaml",
+              "config/paper.yaml", cwd=checkout, timeout=300,
+              env={"PYTHONPATH": str(checkout / "src")})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "results/tinystories_paper/train/transformer/d128-seed0.zarr" in res.stdout
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMED)
 def test_named_config_dry_runs_and_builds_its_tables(checkout, name):
     """On a fresh copy of the checkout (no ../shared beside it): `snakemake -n` with the named
@@ -239,3 +270,16 @@ def test_named_config_dry_runs_and_builds_its_tables(checkout, name):
     assert res.returncode == 0, res.stderr[-3000:]
     for table in tables:
         assert (checkout / table).is_dir(), table
+
+
+@pytest.mark.slow
+def test_relative_text_path_is_from_the_workflow_folder(tmp_path):
+    """config.yaml's `data/tinystories_sample.txt` is found with the working directory elsewhere
+    (--directory), and the table is the default run's real-text one (m = 100, V = 46)."""
+    from ntpgeom.data.table import load
+    res = run("snakemake", "--snakefile", ROOT / "Snakefile", "--directory", tmp_path,
+              "--cores", "1", "results/tinystories/table.zarr", timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    table = load(tmp_path / "results/tinystories/table.zarr")
+    assert (table.m, table.V) == (100, 46)
+    assert 4 <= table.support_size.mean() <= 6 and (table.support_size >= 2).all()

@@ -103,10 +103,14 @@ def _describe(schema: Mapping[str, Any]) -> str:
         return repr(schema["const"])
     if "enum" in schema:
         return "one of " + ", ".join(map(repr, schema["enum"]))
-    kind = schema.get("type", "a value")
-    text = " or ".join(kind) if isinstance(kind, list) else f"a {kind}"
+    kind = schema.get("type", "value")
+    text = " or ".join(kind) if isinstance(kind, list) else _article(kind)
     bounds = [f"{sign} {schema[key]}" for key, sign in _BOUNDS.items() if key in schema]
     return " ".join([text, *bounds])
+
+
+def _article(noun: str) -> str:
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
 
 
 def _allowed_keys(schema: Mapping[str, Any]) -> list[str]:
@@ -131,8 +135,8 @@ def format_error(error: ValidationError, where: str = "") -> str:
         allowed = _allowed_keys(schema)
         extra = [k for k in value if k not in allowed]
         key = extra[0] if extra else "?"
-        return f"{key_path(path if path != 'config' else '', [key])}: unknown key; " + _choices(
-            allowed, key)
+        return (f"{key_path(where, [*error.absolute_path, key])}: unknown key; "
+                + _choices(allowed, key))
     if "propertyNames" in error.schema_path:  # a key checked against a list or pattern of names
         if kind == "enum":
             return f"{path}: unknown key {value!r}; " + _choices(error.validator_value, value)
@@ -149,7 +153,14 @@ def format_error(error: ValidationError, where: str = "") -> str:
     if kind == "type":
         types = error.validator_value
         want = " or ".join(types) if isinstance(types, list) else types
-        return f"{path}: {_show(value)} is not of type {want}"
+        hint = ""
+        if isinstance(value, str) and "number" in str(types):
+            try:
+                float(value)
+                hint = f" (YAML reads {value} as a string: write it with a dot, e.g. 1.0e-4)"
+            except ValueError:
+                pass
+        return f"{path}: {_show(value)} is not of type {want}{hint}"
     if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         return (f"{path}: {_show(value)} is out of range; it must be {_BOUNDS[kind]} "
                 f"{error.validator_value}")
@@ -168,7 +179,7 @@ def format_error(error: ValidationError, where: str = "") -> str:
 
 
 def _best(errors: list[ValidationError]) -> ValidationError:
-    """The error to report: the deepest one inside anyOf/oneOf, as jsonschema would pick."""
+    """The error to report: jsonschema's best match (the shallowest, the most specific kind)."""
     return jsonschema.exceptions.best_match(errors)
 
 
