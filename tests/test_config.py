@@ -277,6 +277,7 @@ def test_relative_text_path_is_from_the_workflow_folder(tmp_path):
     """config.yaml's `data/tinystories_sample.txt` is found with the working directory elsewhere
     (--directory), and the table is the default run's real-text one (m = 100, V = 46)."""
     from ntpgeom.data.table import load
+    shutil.copy(ROOT / "config.yaml", tmp_path)  # the Snakefile's `configfile:` is from there
     res = run("snakemake", "--snakefile", ROOT / "Snakefile", "--directory", tmp_path,
               "--cores", "1", "results/tinystories/table.zarr", timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
