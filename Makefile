@@ -11,7 +11,7 @@ TORCH_INDEX ?=
 CORES ?= all
 SNAKEMAKE_ARGS ?=
 
-.PHONY: setup run test bench lint clean slurm-test
+.PHONY: setup run resume test bench lint clean slurm-test gpu-wheels gpu-check
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,14 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
 
+# After a kill (kill -9, a closed terminal, a lost node) Snakemake leaves its lock behind and marks
+# the jobs that were running as incomplete: remove the lock, then rerun those jobs (training
+# continues from its checkpoint). Only when no other snakemake runs in this folder: --unlock
+# removes a live run's lock too.
+resume: setup
+	$(BIN)/snakemake --unlock $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
+
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -34,6 +42,23 @@ bench: setup
 # A real single-node SLURM (root + apt): starts it, runs the tests marked `slurm`, stops it.
 slurm-test: setup
 	bash .ci/slurm
+
+# The GPU check (issue 18; README "GPU"). The GPU machine reaches no package registry and lacks
+# zarr: gpu-wheels fetches, for its Python 3.12, exactly the wheels it lacks (zarr's closure less
+# what it has: numpy, packaging, typing-extensions, pyyaml) into .whl/ (git-ignored), which the
+# device tool carries; benchmarks/gpu_check.sh installs them there. Versions: this venv's.
+GPU_WHEELS ?= zarr==3.1.6 numcodecs==0.16.6 donfig==0.8.1.post1 google-crc32c==1.9.0
+GPU_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 \
+	manylinux2014_x86_64
+gpu-wheels:
+	rm -rf .whl
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp $(GPU_PLATFORMS:%=--platform %) -d .whl $(GPU_WHEELS)
+	@ls .whl
+
+# Without CUDA it writes a "no CUDA device: skipped" JSON to a temp path and exits 0.
+gpu-check:
+	PYTHON=$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) bash benchmarks/gpu_check.sh
 
 lint: setup
 	$(BIN)/ruff check .

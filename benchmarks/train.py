@@ -23,6 +23,24 @@ from ntpgeom.data.synthetic import random_table
 from ntpgeom.train.training import TrainConfig, Trainer, fit
 
 
+def paper_table(m: int = 400):
+    """The benchmark table: the size of the paper's TinyStories table (baselines.md's r104x400)."""
+    return random_table(V=104, m=m, max_support=6, seed=0, context_length=5)
+
+
+def full_run(model: str = "transformer", table=None) -> tuple[float, float]:
+    """The paper's 30k-epoch run of ``model`` on CUDA, end to end: (wall seconds, final CE − H).
+
+    Wall time includes building the trainer and capturing the CUDA graph (the issue's goal).
+    """
+    table = paper_table() if table is None else table
+    config = TrainConfig(model=model, d=128, device="cuda", save_every_s=1e9)
+    start = time.perf_counter()
+    traj = fit(table, config, progress=False)
+    torch.cuda.synchronize()
+    return time.perf_counter() - start, float(traj.metrics[-1][0] - table.entropy)
+
+
 def time_steps(table, configs: dict[str, TrainConfig], device: torch.device, budget_s: float,
                min_steps: int) -> dict[str, tuple[float, int]]:
     """Median ms/step of each config, after warm-up (graph capture included in the warm-up).
@@ -59,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     m = 100 if args.quick else 400
-    table = random_table(V=104, m=m, max_support=6, seed=0, context_length=5)
+    table = paper_table(m)
     print(f"table: V={table.V} m={table.m} n={table.n} (n/m = {table.n / table.m:.1f}); "
           f"torch {torch.__version__}, {args.threads} CPU thread(s)")
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
@@ -97,15 +115,11 @@ def main(argv: list[str] | None = None) -> int:
             ok &= met
             print(f"goal (transformer ≥ 7x on CPU): {'met' if met else 'MISSED'}")
     if args.full_run and torch.cuda.is_available():
-        config = TrainConfig(model="transformer", d=128, device="cuda", save_every_s=1e9)
-        start = time.perf_counter()
-        traj = fit(table, config, progress=False)
-        wall = time.perf_counter() - start
+        wall, excess = full_run("transformer", table)
         met = wall <= 60
         ok &= met
         print(f"\nCUDA: paper config, 30k-epoch transformer run: {wall:.1f} s wall "
-              f"(CE − H {traj.metrics[-1][0] - table.entropy:.2e}); goal ≤ 60 s: "
-              f"{'met' if met else 'MISSED'}")
+              f"(CE − H {excess:.2e}); goal ≤ 60 s: {'met' if met else 'MISSED'}")
     return 0 if ok or args.no_check else 1
 
 

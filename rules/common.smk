@@ -34,6 +34,13 @@ except UserError as err:
     _refuse(err)
 
 DATASETS = list(config["datasets"])
+# Folders the workflow writes at the top of results/ beside the datasets' results/<name>/: a
+# dataset so named would share them (a dataset `grid` beside a grid made rule outputs ambiguous).
+RESERVED_DATASET_NAMES = ("figures", "grid", "report")
+_reserved = [name for name in DATASETS if name.lower() in RESERVED_DATASET_NAMES]
+if _reserved:
+    _refuse(f"datasets.{_reserved[0]}: the name is reserved (results/{_reserved[0]}/ holds other "
+            f"results; reserved: {', '.join(RESERVED_DATASET_NAMES)}); rename the dataset")
 
 
 def _from_workflow_dir(path):

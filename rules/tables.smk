@@ -7,6 +7,7 @@ include: "tables_helpers.smk"
 # -----------------------------------------------------------------------------------------------
 rule build_table:
     input:
+        sources=table_sources,
         code=src_files("data"),
     output:
         table=directory("results/{dataset}/table.zarr"),

@@ -17,6 +17,8 @@ contexts silently.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable
@@ -92,6 +94,28 @@ def _merge_counts(keys: np.ndarray, counts: np.ndarray, new_keys: np.ndarray,
     return allk[first], np.add.reduceat(np.concatenate([counts, new_counts])[order], first)
 
 
+_CACHE_PREFIX = "ntpgeom-ids-"
+
+
+def sweep_stale_caches(root: str | os.PathLike | None = None) -> list[Path]:
+    """Remove token-id caches of builds that were killed (SIGKILL leaves no chance to clean up).
+
+    A cache is ``{tmp}/ntpgeom-ids-{pid}-*``; it is stale when its process is gone. SIGINT and
+    SIGTERM remove their own cache on the way out (``TemporaryDirectory``).
+    """
+    from ntpgeom.store import pid_alive
+
+    removed = []
+    for cache in Path(root or tempfile.gettempdir()).glob(f"{_CACHE_PREFIX}*"):
+        pid = cache.name.removeprefix(_CACHE_PREFIX).split("-")[0]
+        if cache.is_dir() and pid.isdigit() and int(pid) != os.getpid() and \
+                not pid_alive(int(pid)):
+            shutil.rmtree(cache, ignore_errors=True)
+            removed.append(cache)
+            log.info("removed %s, the token-id cache of a killed build", cache)
+    return removed
+
+
 def count_pairs(chunks: Iterable[tuple[bytes, int]], tokenizer: Tokenizer, *,
                 context_length: int, memory_mb: int = 512, candidates: int | None = None,
                 min_count: int = 1, total_bytes: int | None = None,
@@ -123,7 +147,8 @@ def count_pairs(chunks: Iterable[tuple[bytes, int]], tokenizer: Tokenizer, *,
     tail = np.full(K, BOUNDARY, dtype=np.int32)
     corpus_bytes = corpus_pairs = n_ids = 0
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="ntpgeom-ids-") as tmp:
+    sweep_stale_caches()
+    with tempfile.TemporaryDirectory(prefix=f"{_CACHE_PREFIX}{os.getpid()}-") as tmp:
         ids_path = Path(tmp) / "ids.int32"
         with open(ids_path, "wb") as sink, tqdm(
                 total=total_bytes, unit="B", unit_scale=True, desc="count contexts",

@@ -245,8 +245,112 @@ class Table:
         return write_store(self.to_dataset(config, wall_seconds=wall_seconds), path)
 
 
+#: The table store's contract (docs/artifacts.md): variable → (dims, dtype kind).
+TABLE_VARIABLES: dict[str, tuple[tuple[str, ...], str]] = {
+    "count": (("context",), "i"), "pi": (("context",), "f"), "indptr": (("context_ptr",), "i"),
+    "indices": (("nnz",), "i"), "prob": (("nnz",), "f"), "pair_count": (("nnz",), "i"),
+    "context_ids": (("context", "position"), "i"), "context": (("context",), "s"),
+    "token": (("token",), "s"), "input_token": (("input_token",), "s"),
+}
+#: Relative tolerance of the stored π and P against the counts they were computed from, and of
+#: their sums to 1: float64 division and summation of up to ~10⁷ terms stay far below it.
+_TOL = 1e-9
+
+
+def _kind(dtype: np.dtype) -> str:
+    if dtype.kind in "iu":
+        return "i"
+    if dtype.kind == "f":
+        return "f"
+    return "s" if dtype.kind in "OUT" else dtype.kind
+
+
+def validate_dataset(ds, where: str | Path) -> None:
+    """Check a ``table.zarr`` dataset against the contract and for internal consistency.
+
+    Every contract variable with its dims and dtype; ``indptr`` from 0, strictly increasing (each
+    context has a next token) and ending at nnz; ``indices`` in [0, V) and increasing within each
+    context; counts positive and ``count`` the sum of its ``pair_count``; π and P finite, positive,
+    equal to the counts' shares and summing to 1; ``context_ids`` in the input vocabulary, one
+    distinct row per context; labels non-empty and unique.
+
+    Raises
+    ------
+    UserError
+        Naming the store, the variable and what is wrong, with "rebuild it".
+    """
+    def bad(name: str, why: str) -> UserError:
+        return UserError(f"{where}: variable {name} {why}; not a valid table store: rebuild it")
+
+    for name, (dims, kind) in TABLE_VARIABLES.items():
+        if name not in ds.variables:
+            raise bad(name, "is missing")
+        var = ds[name]
+        if tuple(var.dims) != dims:
+            raise bad(name, f"has dims {tuple(var.dims)}, expected {dims}")
+        if _kind(var.dtype) != kind:
+            raise bad(name, f"has dtype {var.dtype}, expected "
+                      f"{ {'i': 'integer', 'f': 'float', 's': 'string'}[kind]}")
+    v = {name: np.asarray(ds[name].values) for name in TABLE_VARIABLES}
+    m, V, nnz = len(v["context"]), len(v["token"]), len(v["indices"])
+    indptr, indices, pair_count = v["indptr"], v["indices"], v["pair_count"]
+    if len(indptr) != m + 1:
+        raise bad("indptr", f"has {len(indptr)} entries for m = {m} contexts (expected m + 1)")
+    if m and (indptr[0] != 0 or (np.diff(indptr) < 1).any() or indptr[-1] != nnz):
+        raise bad("indptr", f"is not increasing from 0 to nnz = {nnz}")
+    if len(v["prob"]) != nnz or len(pair_count) != nnz:
+        raise bad("prob", f"and pair_count must have nnz = {nnz} entries")
+    if nnz and (indices.min() < 0 or indices.max() >= V):
+        raise bad("indices", f"has entries outside [0, V = {V})")
+    step = np.diff(indices)
+    if m and (step[np.setdiff1d(np.arange(nnz - 1), indptr[1:-1] - 1)] <= 0).any():
+        raise bad("indices", "is not strictly increasing within each context")
+    for name in ("pi", "prob"):
+        if not (np.isfinite(v[name]).all() and (v[name] > 0).all()):
+            raise bad(name, "has non-finite or non-positive entries")
+    if (pair_count <= 0).any():
+        raise bad("pair_count", "has non-positive entries")
+    count = np.add.reduceat(pair_count, indptr[:-1]) if m else np.zeros(0, np.int64)
+    if not np.array_equal(v["count"], count):
+        raise bad("count", "is not the sum of each context's pair_count")
+    for name, expected in (("pi", count / max(count.sum(), 1)),
+                           ("prob", pair_count / np.repeat(count, np.diff(indptr)))):
+        if not np.allclose(v[name], expected, rtol=_TOL, atol=0):
+            raise bad(name, "does not match the counts")
+    sums = np.add.reduceat(v["prob"], indptr[:-1]) if m else np.ones(0)
+    if abs(v["pi"].sum() - 1) > _TOL * max(m, 1) or (np.abs(sums - 1) > _TOL).any():
+        raise bad("pi" if abs(v["pi"].sum() - 1) > _TOL * max(m, 1) else "prob",
+                  "does not sum to 1")
+    ids = v["context_ids"]
+    if len(ids) != m:
+        raise bad("context_ids", f"has {len(ids)} rows for m = {m} contexts")
+    if ids.size and (ids.min() < 0 or ids.max() >= len(v["input_token"])):
+        raise bad("context_ids", f"has ids outside the {len(v['input_token'])} input tokens")
+    if m and ids.shape[1] and len(np.unique(ids, axis=0)) != m:
+        raise bad("context_ids", "has two equal contexts")
+    for name in ("context", "token", "input_token"):
+        labels = [str(x) for x in v[name]]
+        if any(not x for x in labels):
+            raise bad(name, "has empty labels")
+        if name != "context" and len(set(labels)) != len(labels):
+            raise bad(name, "has repeated labels")
+    for key, value in (("m", m), ("V", V), ("context_length", ids.shape[1] if ids.ndim == 2
+                                             else None)):
+        if key in ds.attrs and ds.attrs[key] != value:
+            raise UserError(f"{where}: attr {key} is {ds.attrs[key]!r} but the store holds "
+                            f"{value}; not a valid table store: rebuild it")
+
+
 def load(path: str | Path) -> Table:
-    """Read a ``table.zarr`` store into a :class:`Table`."""
+    """Read a ``table.zarr`` store into a :class:`Table`, validated (:func:`validate_dataset`).
+
+    Raises
+    ------
+    UserError
+        If the store is missing, damaged (a chunk lost or undecodable) or inconsistent.
+    """
     from ntpgeom.store import open_store
 
-    return Table.from_dataset(open_store(path))
+    ds = open_store(path)
+    validate_dataset(ds, path)
+    return Table.from_dataset(ds)

@@ -36,7 +36,9 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -729,6 +731,48 @@ def fit(table: Table, config: TrainConfig, *, checkpoint: str | os.PathLike | No
     return traj
 
 
+@contextlib.contextmanager
+def _deferred_signals(caught: list[int]) -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back while training: record them in ``caught``; the loop stops at the
+    next step boundary, saves a checkpoint there, and the signal is delivered on exit.
+
+    An interrupt raised mid-step (e.g. between the optimizer's update and the step counter) would
+    leave a state that resumes to another trajectory. Only signals whose handler raises (a Python
+    function, e.g. the CLI's) are deferred; others keep their default action.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)
+            if callable(signal.getsignal(sig))}
+    for sig in held:
+        signal.signal(sig, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
+    if caught:
+        signal.raise_signal(caught[0])  # the caller's handler raises (KeyboardInterrupt, …)
+
+
+def _check_finite(steps: list[int], values: np.ndarray, config: TrainConfig,
+                  path: Path | None) -> None:
+    """Stop a diverged run: metrics rows [CE, ‖W‖, ‖H‖] at ``steps`` must be finite.
+
+    Called where the loop already copies metrics to the host (flushes, checkpoints), so the CUDA
+    path gains no sync. The checkpoint is removed: a rerun with a smaller LR has another config.
+    """
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        if path is not None:
+            path.unlink(missing_ok=True)
+        raise UserError(f"training diverged: the loss or the parameters are not finite at step "
+                        f"{steps[int(np.argmax(bad))]} (optimizer {config.optimizer}, lr "
+                        f"{config.lr:g}); nothing written: use a smaller learning rate "
+                        "(train.lr, --lr)")
+
+
 def _run(trainer: Trainer, traj: Trajectory, config: TrainConfig, entropy: float,
          path: Path | None, fp: dict[str, Any], progress: bool | None) -> None:
     E = config.epochs
@@ -743,6 +787,7 @@ def _run(trainer: Trainer, traj: Trajectory, config: TrainConfig, entropy: float
     def flush() -> None:
         if pending:
             values = torch.stack([m for _, m in pending]).double().cpu().numpy()
+            _check_finite([s for s, _ in pending], values, config, path)
             traj.trace_step.extend(s for s, _ in pending)
             traj.trace.extend(values)
             pending.clear()
@@ -755,8 +800,12 @@ def _run(trainer: Trainer, traj: Trajectory, config: TrainConfig, entropy: float
             _save_checkpoint(path, trainer, traj, fp)
         last_save = time.perf_counter()
 
-    try:
+    caught: list[int] = []  # SIGINT/SIGTERM received during the loop (see _deferred_signals)
+    with _deferred_signals(caught), contextlib.closing(bar):
         while trainer.step < E:
+            if caught:  # a step boundary: keep a checkpoint here, then deliver the signal
+                save()
+                break
             s = trainer.step
             snap = trainer.snapshot() if s in ckpt else None
             metrics = trainer.advance()
@@ -765,6 +814,7 @@ def _run(trainer: Trainer, traj: Trajectory, config: TrainConfig, entropy: float
             if snap is not None:
                 traj.step.append(s)
                 traj.metrics.append(metrics.double().cpu().numpy())
+                _check_finite([s], traj.metrics[-1][None], config, path)
                 traj.W.append(snap[0])
                 traj.H.append(snap[1])
             if len(pending) >= 4096:
@@ -773,19 +823,18 @@ def _run(trainer: Trainer, traj: Trajectory, config: TrainConfig, entropy: float
             if (s + 1) in ckpt or time.perf_counter() - last_save >= config.save_every_s:
                 save()
         flush()
-        if not traj.step or traj.step[-1] != E:
+        if trainer.step == E and (not traj.step or traj.step[-1] != E):
             # The last step has no update after it: evaluate once more for its metrics.
             metrics, W, H = trainer.evaluate()
             traj.step.append(E)
             traj.metrics.append(metrics.double().cpu().numpy())
+            _check_finite([E], traj.metrics[-1][None], config, path)
             traj.W.append(W)
             traj.H.append(H)
             if not traj.trace_step or traj.trace_step[-1] != E:
                 traj.trace_step.append(E)
                 traj.trace.append(metrics.double().cpu().numpy())
             save()
-    finally:
-        bar.close()
     traj.wall_seconds = elapsed_before + time.perf_counter() - start
 
 

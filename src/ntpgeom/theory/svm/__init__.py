@@ -322,16 +322,9 @@ def _run_cli(args: argparse.Namespace) -> None:
 
 
 def load_table(path: str | Path) -> Table:
-    """Read a ``table.zarr`` for the solvers, turning a malformed store into a :class:`UserError`
-    (the stored ``prob`` is checked too, although the solvers only use the support)."""
-    from ntpgeom.store import open_store
+    """Read a ``table.zarr`` for the solvers: :func:`ntpgeom.data.table.load`, which turns a
+    damaged or malformed store into a :class:`UserError` (``prob`` is checked too, although the
+    solvers only use the support)."""
+    from ntpgeom.data.table import load
 
-    ds = open_store(path)
-    if "prob" in ds and not (np.isfinite(ds["prob"].values).all()
-                             and (ds["prob"].values > 0).all()):
-        raise UserError(f"{path}: variable prob has non-finite or non-positive entries; "
-                        "rebuild the table")
-    try:
-        return Table.from_dataset(ds)
-    except (ValueError, KeyError) as err:
-        raise UserError(f"{path}: not a valid table store ({err}); rebuild it") from err
+    return load(path)
