@@ -275,12 +275,12 @@ def test_named_config_dry_runs_and_builds_its_tables(checkout, name):
 @pytest.mark.slow
 def test_relative_text_path_is_from_the_workflow_folder(tmp_path):
     """config.yaml's `data/tinystories_sample.txt` is found with the working directory elsewhere
-    (--directory), and the table is the default run's real-text one (m = 100, V = 46)."""
+    (--directory), and the table is the default run's real-text one (m = 100, V = 30)."""
     from ntpgeom.data.table import load
     shutil.copy(ROOT / "config.yaml", tmp_path)  # the Snakefile's `configfile:` is from there
     res = run("snakemake", "--snakefile", ROOT / "Snakefile", "--directory", tmp_path,
               "--cores", "1", "results/tinystories/table.zarr", timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     table = load(tmp_path / "results/tinystories/table.zarr")
-    assert (table.m, table.V) == (100, 46)
+    assert (table.m, table.V) == (100, 30)
     assert 4 <= table.support_size.mean() <= 6 and (table.support_size >= 2).all()
