@@ -169,7 +169,7 @@ def pipeline(work: Path, device: str = "cuda", epochs: int | None = None) -> lis
     import yaml
 
     from ntpgeom.data.build import build_table
-    from ntpgeom.metrics.geometry import final_values, geometry_store
+    from ntpgeom.metrics.geometry import geometry_store
     from ntpgeom.store import open_store, write_store
     from ntpgeom.theory.reference import reference_dataset
     from ntpgeom.theory.svm import load_table, solve, solve_options
@@ -225,8 +225,8 @@ def pipeline(work: Path, device: str = "cuda", epochs: int | None = None) -> lis
             out.append({"name": f"{tag}_device", "value": attrs["device"], "unit": "",
                         "goal": device, "goal_kind": "prefix",
                         "pass": str(attrs["device"]).startswith(device)})
-            last = final_values(open_store(geo))
-            out.append(figure(f"{tag}_ce_minus_entropy", last.get("ce_minus_entropy"), "nats"))
+            last = float(open_store(geo)["ce_minus_entropy"].isel(step=-1))
+            out.append(figure(f"{tag}_ce_minus_entropy", last, "nats"))
     out.append(figure("pipeline_wall", time.perf_counter() - start, "s"))
     return out
 

@@ -17,7 +17,7 @@ for _figure, (_, _needs) in FIGURES.items():
             f"fig_{_figure}"
         input:
             **{kind: FIGURE_INPUTS[kind] for kind in _needs},
-            code=src_files("theory/reference", "metrics/geometry", "plots/figures", "plots/figio"),
+            code=src_files("theory/reference", "metrics", "plots/figures", "plots/figio"),
         output:
             png=report(
                 f"results/{{dataset}}/figures/{_figure}.png",
@@ -45,7 +45,7 @@ for _figure in OVERLAYS:
             f"fig_overlay_{_figure}"
         input:
             **{kind: OVERLAY_INPUTS[kind] for kind in FIGURES[_figure][1]},
-            code=src_files("theory/reference", "metrics/geometry", "plots/figures", "plots/figio"),
+            code=src_files("theory/reference", "metrics", "plots/figures", "plots/figio"),
         output:
             png=report(
                 overlay_path(_figure, "png"),

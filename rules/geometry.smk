@@ -1,5 +1,5 @@
 # Stage 5: a training run against the theory's predictions (L*, L^mm per solver, S̄, S), at every
-# checkpoint → results/{dataset}/geometry/{model}/{run}.zarr (metrics: src/ntpgeom/metrics/geometry.py).
+# checkpoint → results/{dataset}/geometry/{model}/{run}.zarr (metrics: src/ntpgeom/metrics/).
 
 
 include: "geometry_helpers.smk"
@@ -12,7 +12,7 @@ rule geometry:
         table="results/{dataset}/table.zarr",
         reference="results/{dataset}/reference.zarr",
         svm=svm_stores,
-        code=src_files("theory/reference", "metrics/geometry"),
+        code=src_files("theory/reference", "metrics"),
     output:
         geometry=directory("results/{dataset}/geometry/{model}/{run}.zarr"),
     log:

@@ -17,7 +17,7 @@ rule linear_reference:
     input:
         table="results/{dataset}/table.zarr",
         store=linear_store,
-        code=src_files("theory/reference", "studies/linear", "theory/svm"),
+        code=src_files("theory/reference", "theory/linear", "theory/conic", "metrics", "studies/linear"),
     output:
         reference=directory("results/{dataset}/linear/{embedding}/reference.zarr"),
     log:
@@ -40,7 +40,7 @@ rule linear_train:
     input:
         table="results/{dataset}/table.zarr",
         reference="results/{dataset}/linear/{embedding}/reference.zarr",
-        code=src_files("theory/reference", "studies/linear", "train/training", "train/model"),
+        code=src_files("theory/reference", "theory/linear", "theory/conic", "metrics", "studies/linear", "train/training", "train/model"),
     output:
         train=directory("results/{dataset}/linear/{embedding}/train/{optimizer}.zarr"),
     log:
@@ -89,7 +89,7 @@ for _figure in LINEAR_FIGURES:
 
 rule fig_linear_toy:
     input:
-        code=src_files("theory/reference", "studies/linear", "plots/figures", "plots/figio", "plots/linear_figures"),
+        code=src_files("theory/reference", "theory/linear", "theory/conic", "metrics", "studies/linear", "plots/figures", "plots/figio", "plots/linear_figures"),
     output:
         png=report(
             "results/figures/linear_toy.png",

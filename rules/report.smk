@@ -10,7 +10,10 @@ include: "report_helpers.smk"
 rule report:
     input:
         stores=report_inputs,
-        code=src_files("theory/reference", "metrics/geometry", "plots/figio", "plots/figures", "plots/report", "studies/linear"),
+        code=src_files(
+            "theory/reference", "theory/svm", "theory/linear", "metrics", "plots/figio",
+            "plots/figures", "plots/report", "studies/linear",
+        ),
         captions=report_captions(),
     output:
         html="results/report.html",

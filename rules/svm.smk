@@ -9,7 +9,7 @@ include: "svm_helpers.smk"
 rule reference:
     input:
         table="results/{dataset}/table.zarr",
-        code=src_files("theory/reference", "theory/svm"),
+        code=src_files("theory/reference", "theory/conic", "theory/svm"),
     output:
         reference=directory("results/{dataset}/reference.zarr"),
     log:
@@ -29,7 +29,7 @@ rule reference:
 rule svm_solve:
     input:
         table="results/{dataset}/table.zarr",
-        code=src_files("theory/reference", "theory/svm"),
+        code=src_files("theory/reference", "theory/conic", "theory/svm"),
     output:
         svm=directory("results/{dataset}/svm/{solver}.zarr"),
     log:

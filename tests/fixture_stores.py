@@ -60,19 +60,25 @@ def checkpoints(steps: int) -> list[int]:
 
 
 def train_ufm(table: Table, *, model: str = "ufm", d: int = 16, steps: int = 2000,
-              lr: float = 0.05, seed: int = 0) -> xr.Dataset:
+              lr: float = 0.05, seed: int = 0, decay: bool = True,
+              init: float | None = None) -> xr.Dataset:
     """Full-batch Adam on CE(W H) = −Σ_j π_j Σ_z P_zj log softmax(W h_j)_z, as a training store.
 
     NumPy with the closed-form gradient ∂CE/∂L = (softmax(L) − P) diag(π), ∂W = G Hᵀ, ∂H = Wᵀ G
     (torch's per-call overhead made these 10 × 14 problems 20× slower). The step size halves at
-    1/2 and 3/4 of the run, as the paper's MultiStepLR schedule decays it.
+    1/2 and 3/4 of the run, as the paper's MultiStepLR schedule decays it; ``decay=False`` keeps
+    it constant (tests/test_claims.py). The entries of W and H start i.i.d. N(0, init²), init =
+    1/√d by default; a small ``init`` removes what training cannot: the part of each h_j in the
+    null space of W gets no gradient (∂H = Wᵀ G), so with d > V its random start persists and
+    only shrinks relative to ‖H‖, which grows about logarithmically.
     """
-    from ntpgeom.metrics.geometry import cross_entropy, log_softmax
+    from ntpgeom.metrics.core import cross_entropy, log_softmax
 
     rng = np.random.default_rng(seed)
     P, pi = table.P(), table.pi
-    params = [rng.standard_normal((table.V, d)) / d**0.5,
-              rng.standard_normal((d, table.m)) / d**0.5]
+    scale = d**-0.5 if init is None else init
+    params = [rng.standard_normal((table.V, d)) * scale,
+              rng.standard_normal((d, table.m)) * scale]
     moments = [[np.zeros_like(x), np.zeros_like(x)] for x in params]
     b1, b2, eps = 0.9, 0.999, 1e-8
     keep = set(checkpoints(steps))
@@ -93,7 +99,7 @@ def train_ufm(table: Table, *, model: str = "ufm", d: int = 16, steps: int = 200
         if step == steps:
             break
         G = (np.exp(log_softmax(L)) - P) * pi                 # ∂CE/∂L, (V, m)
-        rate = lr * 0.5 ** ((step >= steps // 2) + (step >= 3 * steps // 4))
+        rate = lr * 0.5 ** ((step >= steps // 2) + (step >= 3 * steps // 4)) if decay else lr
         for x, grad, (m1, m2) in zip(params, (G @ H.T, W.T @ G), moments, strict=True):
             m1 += (1 - b1) * (grad - m1)
             m2 += (1 - b2) * (grad**2 - m2)
@@ -162,8 +168,8 @@ def write_linear(root: Path, dataset: str, linear: dict = LINEAR) -> None:
 
     base = Path(root) / "results" / dataset
     options = {"solvers": ["clarabel", "fista"], "eps": 1e-9, "fista_tol": 1e-10,
-               "fista_max_iter": 200_000, "epochs": 10_000, "seed": 0, "dtype": "float64",
-               "checkpoints_per_decade": 10, "device": "cpu"}
+               "fista_max_iter": 200_000, "rank_rtol": 1e-6, "epochs": 10_000, "seed": 0,
+               "dtype": "float64", "checkpoints_per_decade": 10, "device": "cpu"}
     options.update({k: v for k, v in linear.items() if k in options})
     for emb, spec in linear["embeddings"].items():
         ref = base / "linear" / emb / "reference.zarr"

@@ -54,8 +54,8 @@ def test_unknown_section_inside_a_dataset_entry_is_refused():
 def test_unknown_key_without_a_near_one_lists_the_allowed_keys():
     message = _message({"datasets": {"g": {"source": "synthetic",
                                            "synthetic": {"kind": "grammar", "zzz": 1}}}})
-    assert message.startswith("datasets.g.synthetic.zzz: unknown key; allowed: V, k, kind")
-    assert "did you mean" not in message
+    assert message.startswith("datasets.g.synthetic.zzz: unknown key; allowed: V, ")
+    assert "kind" in message and "did you mean" not in message
 
 
 def test_bad_enum_value_names_the_value_and_the_choices():

@@ -1,4 +1,4 @@
-"""ntpgeom.metrics.geometry: each metric against a hand-computed or closed-form case, then one
+"""ntpgeom.metrics.core: each metric against a hand-computed or closed-form case, then one
 run."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from fixture_stores import solve_mm, svm_dataset, train_ufm
 
 from ntpgeom.data.synthetic import ksubset_table, random_table
 from ntpgeom.errors import UserError
-from ntpgeom.metrics import geometry as g
+from ntpgeom.metrics import core as g
+from ntpgeom.metrics.geometry import run_geometry
 from ntpgeom.theory.reference import (
     centered_support,
     factorize,
@@ -213,7 +214,7 @@ def fake_run(table, L_mm, rhos=(0.5, 2.0, 8.0), d=12):
 
 
 def test_a_run_on_the_max_margin_direction_scores_perfectly(table, L_mm):
-    ds = g.run_geometry(fake_run(table, L_mm), table, reference_dataset(table),
+    ds = run_geometry(fake_run(table, L_mm), table, reference_dataset(table),
                         {"scs": svm_dataset(table, L_mm, "scs")}, knn_k=3)
     mm = ds.sel(target="scs")
     for var in ("dist_L", "dist_L_perp", "dist_gram_W", "dist_gram_H"):
@@ -236,7 +237,7 @@ def test_trained_ufm_follows_the_theory(table, L_mm):
     """A real (fixture) UFM run: CE − H and ‖P_F L − L*‖ fall, L's direction approaches L^mm
     more closely than S̄ (baselines.md saw the same ordering at every step)."""
     train = train_ufm(table, steps=3000, d=16, seed=0)
-    ds = g.run_geometry(train, table, reference_dataset(table),
+    ds = run_geometry(train, table, reference_dataset(table),
                         {"scs": svm_dataset(table, L_mm, "scs")})
     # Recomputed from the logits, CE − H matches what training recorded (same float64 loss).
     np.testing.assert_allclose(ds["ce_minus_entropy"], train["ce_minus_entropy"], atol=1e-12)
@@ -253,5 +254,34 @@ def test_trained_ufm_follows_the_theory(table, L_mm):
 def test_mismatched_labels_are_a_user_error(table, L_mm):
     train = fake_run(table, L_mm).assign_coords(token=[f"x{i}" for i in range(table.V)])
     with pytest.raises(UserError, match="labels differ"):
-        g.run_geometry(train, table, reference_dataset(table),
+        run_geometry(train, table, reference_dataset(table),
                        {"scs": svm_dataset(table, L_mm, "scs")})
+
+
+# -- one vocabulary -------------------------------------------------------------------------------
+def test_every_store_speaks_the_one_vocabulary(table, L_mm):
+    """Geometry, grid-point and linear-run variables are all names of VOCABULARY (with its long
+    name), and the README's vocabulary table lists each name exactly once."""
+    import re
+    from pathlib import Path
+
+    from ntpgeom.metrics.vocabulary import CHANCE, VOCABULARY
+    from ntpgeom.studies.grid import parse_grid, run_points
+    from ntpgeom.studies.linear import RUN_METRICS
+
+    geo = run_geometry(fake_run(table, L_mm), table, reference_dataset(table),
+                       {"scs": svm_dataset(table, L_mm, "scs")}, knn_k=3)
+    spec = parse_grid("g", {"axes": {"d": [4]}, "fixed": {"epochs": 3, "checkpoints": 2}},
+                      datasets=["t"])
+    (point,) = run_points(table, L_mm, [spec.point("d~4")])
+    for ds in (geo, point):
+        names = [str(n) for n in ds.data_vars if not str(n).startswith("trace_")]
+        known = {**VOCABULARY, **CHANCE}
+        assert set(names) <= set(known), set(names) - set(known)
+        for n in names:
+            assert ds[n].attrs["long_name"] == known[n][0], n
+    assert set(RUN_METRICS) <= set(VOCABULARY)
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = readme.split("### The metric vocabulary", 1)[1].split("\n#", 1)[0]
+    rows = re.findall(r"^\| `([A-Za-z_]+)` \| [^|]+ \| [^|]+ \| ", readme, flags=re.M)
+    assert sorted(rows) == sorted(VOCABULARY)

@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from ntpgeom.data.synthetic import ksubset_table
-from ntpgeom.metrics.geometry import compare
+from ntpgeom.metrics.core import compare
 from ntpgeom.theory.reference import centered_support, factorize
 from ntpgeom.train.training import TrainConfig, fit
 

@@ -8,13 +8,13 @@ import torch
 
 from ntpgeom.data.synthetic import ksubset_table, random_table
 from ntpgeom.errors import UserError
+from ntpgeom.metrics.core import rank_limited_distance
 from ntpgeom.studies.grid import (
     GridSpec,
     aggregate,
     batch_key,
     max_margin_logits,
     parse_grid,
-    rank_limited_distance,
     reweight_counts,
     run_points,
 )
@@ -227,8 +227,29 @@ def test_aggregate_has_axes_as_dims_in_declared_order(tmp_path):
     one = open_store(stores["d~2/optimizer~adam"])
     np.testing.assert_array_equal(agg["ce_minus_entropy"].sel(d=2, optimizer="adam").values,
                                   one["ce_minus_entropy"].values)
-    assert agg["rank_mm"].sel(d=2, optimizer="gd").item() == 4  # S̄ of 2-subsets of 5 tokens
+    # S̄ of 2-subsets of 5 tokens has rank 4
+    assert agg["target_rank"].sel(d=2, optimizer="gd", target="L_mm").item() == 4
     assert agg.attrs["grid"] == "g"
+
+
+def test_rank_rtol_of_a_grid_reaches_target_rank():
+    """grids.<g>.fixed.rank_rtol cuts the targets' ranks, as geometry.rank_rtol cuts rank(L_k)."""
+    t = random_table(V=6, m=12, support_size=3, n=200, seed=1)
+    L_mm = centered_support(t.S())
+    sigma = np.linalg.svd(L_mm, compute_uv=False)
+    rtol = float(np.sqrt(sigma[0] * sigma[-2]) / sigma[0])  # between σ_{r-1} and σ_1
+    want = int((sigma > rtol * sigma[0]).sum())
+    assert 0 < want < int((sigma > 1e-6 * sigma[0]).sum())
+    s = parse_grid("g", {"axes": {"d": [2]}, "fixed": {"epochs": 2, "checkpoints": 2,
+                                                        "rank_rtol": rtol}}, datasets=["t"])
+    (ds,) = run_points(t, L_mm, [s.point("d~2")])
+    assert ds["target_rank"].sel(target="L_mm").item() == want
+    assert ds.attrs["rank_rtol"] == rtol
+    (default,) = run_points(t, L_mm, [parse_grid("g", {"axes": {"d": [2]}, "fixed": {
+        "epochs": 2, "checkpoints": 2}}, datasets=["t"]).point("d~2")])
+    assert default["target_rank"].sel(target="L_mm").item() == int((sigma > 1e-6 * sigma[0]).sum())
+    with pytest.raises(UserError, match="grids.g.fixed.rank_rtol: rank_rtol must be positive"):
+        parse_grid("g", {"axes": {"d": [2]}, "fixed": {"rank_rtol": 0.0}}, datasets=["t"])
 
 
 def test_aggregate_of_a_single_axis(tmp_path):
@@ -335,20 +356,21 @@ def test_workflow_bad_grid_is_one_line(tmp_path):
 def test_metrics_against_closed_forms():
     from scipy.special import log_softmax
 
+    from ntpgeom.metrics.trajectory import run_metrics
     from ntpgeom.theory.reference import in_support_logits
-    from ntpgeom.train.batched import metrics
 
     t = ksubset_table(6, 2)
     S, P, pi = t.S(), t.P(), t.pi
     L_star, S_bar = in_support_logits(S, P), centered_support(S)
     L = L_star + 5.0 * S_bar  # S̄ is constant on each support, so P_F(L) = L*
     run = {"step": np.array([7]), "loss": np.array([0.0]), "W": L[None], "H": np.eye(t.m)[None]}
-    m = metrics(run, S=S, P=P, pi=pi, entropy=t.entropy, L_star=L_star, L_mm=S_bar,
-                S_bar=S_bar)
+    m = run_metrics(run, S=S, P=P, pi=pi, entropy=t.entropy, L_star=L_star,
+                    targets={"L_mm": S_bar, "S_bar": S_bar})
     ce = -(P * pi[None, :] * np.where(S, log_softmax(L, axis=0), 0.0)).sum()
     assert m["ce_minus_entropy"][0] == pytest.approx(ce - t.entropy, rel=1e-12)
-    assert m["dist_in_support"][0] == pytest.approx(0.0, abs=1e-12)
+    assert m["in_support_error"][0] == pytest.approx(0.0, abs=1e-12)
     want = np.linalg.norm(L / np.linalg.norm(L) - S_bar / np.linalg.norm(S_bar))
-    assert m["dir_dist_mm"][0] == pytest.approx(want, rel=1e-12)
+    assert m["dist_L"][0, 0] == pytest.approx(want, rel=1e-12)
+    assert m["dist_L"][0, 1] == pytest.approx(want, rel=1e-12)
     assert m["norm_H"][0] == pytest.approx(np.sqrt(t.m))
     np.testing.assert_allclose(m["L_final"], L)

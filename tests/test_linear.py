@@ -12,23 +12,25 @@ import torch
 from ntpgeom.data.synthetic import random_table
 from ntpgeom.data.table import Table
 from ntpgeom.errors import UserError
+from ntpgeom.metrics.core import correlation
 from ntpgeom.studies.linear import (
     check_embeddings,
-    correlation,
-    in_support_solution,
     linear_reference,
     make_embeddings,
-    max_margin,
-    project_dual,
-    project_F_W,
     random_embeddings,
     require_separable,
     run_metrics,
+    toy_problem,
+    train_config,
+)
+from ntpgeom.theory.linear import (
+    in_support_solution,
+    max_margin,
+    project_dual,
+    project_F_W,
     smoothness,
     solve_wmm_cvx,
     solve_wmm_fista,
-    toy_problem,
-    train_config,
 )
 from ntpgeom.train.training import TrainConfig, fit
 
@@ -179,9 +181,28 @@ def test_gd_on_a_separable_case_approaches_h_and_w_mm(problem):
     assert (np.diff(gap) <= 1e-12).all()  # GD below 1/L decreases the loss monotonically
     assert gap[-1] < 0.05 * gap[0]
     metrics = run_metrics(np.stack(traj.W), ref, table.S())
-    corr = metrics["corr_mm"]
+    corr = metrics["corr_W"]
     assert corr[-1] > 0.9 and corr[-1] > corr[1] + 0.3
-    assert metrics["in_support_error"][-1] < 0.5 * metrics["in_support_error"][1]
+    assert metrics["in_support_error_W"][-1] < 0.5 * metrics["in_support_error_W"][1]
+
+
+def test_run_metrics_on_the_ray_w_star_plus_t_w_mm(problem):
+    """W_t = W* + t W^mm in closed form: W^mm has equal logits on every support, so it is ⟂ F
+    (and so ⟂ W* ∈ F); P_F(W_t) = W*, and the correlations are those of two orthogonal parts."""
+    table, H = problem
+    ref = linear_reference(table, H, solvers=["clarabel"])
+    W_star, W_mm = ref["W_star"].values, ref["W_mm"].values
+    a, b = np.linalg.norm(W_star), np.linalg.norm(W_mm)
+    assert abs(np.sum(W_star * W_mm)) < 1e-6 * a * b
+    ts = np.array([0.0, 0.5, 3.0, 100.0])
+    m = run_metrics(np.stack([W_star + t * W_mm for t in ts]), ref, table.S())
+    want = ts * b / np.sqrt(a**2 + (ts * b) ** 2)
+    np.testing.assert_allclose(m["corr_W"], want, atol=1e-6)
+    np.testing.assert_allclose(m["corr_W_offset"][1:], 1.0, atol=1e-12)
+    assert np.isnan(m["corr_W_offset"][0])  # W_0 − W* = 0 has no direction
+    np.testing.assert_allclose(m["in_support_error_W"], 0.0, atol=1e-9 * a)
+    np.testing.assert_allclose(m["dist_W"], np.sqrt(2 - 2 * want), atol=1e-6)
+    assert np.isnan(run_metrics(np.zeros((1, *W_mm.shape)), ref, table.S())["dist_W"][0])
 
 
 def test_ngd_moves_w_by_exactly_its_step(problem):

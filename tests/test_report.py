@@ -114,13 +114,13 @@ def test_linear_numbers_are_read_from_the_stores(root):
     for name, ds in runs.items():
         r = num["runs"][name]
         assert r["step"] == 150
-        for key in ("ce_minus_entropy", "corr_mm", "corr_mm_offset", "in_support_error",
+        for key in ("ce_minus_entropy", "corr_W", "corr_W_offset", "in_support_error_W",
                     "norm_W"):
             assert r[key] == pytest.approx(ds.attrs[f"final_{key}"], rel=1e-9), (name, key)
         # Trending as Thm 2 says: CE − H and ‖P_F(W) − W*‖ fall, the correlation rises.
         assert r["ce_minus_entropy"] < ds["trace_ce_minus_entropy"].values[0] / 10
-        assert r["corr_mm"] > float(ds["corr_mm"].values[0]) + 0.5
-        assert r["in_support_error"] < float(ds["in_support_error"].values[0]) / 1.5
+        assert r["corr_W"] > float(ds["corr_W"].values[0]) + 0.5
+        assert r["in_support_error_W"] < float(ds["in_support_error_W"].values[0]) / 1.5
     assert runs["gd"].attrs["lr"] == pytest.approx(num["runs"]["gd"]["lr"])
 
 

@@ -45,7 +45,8 @@ def make_table(dataset: dict[str, Any], table: dict[str, Any], *, progress: bool
             raise UserError(f"synthetic.kind: unknown generator {kind!r}; choose grammar, "
                             "ksubset or random")
         grammar = {k: v for k, v in spec.items() if k in
-                   ("n_contexts", "support_size", "n_words", "n_sentences", "seed")}
+                   ("n_contexts", "support_size", "n_words", "n_sentences", "seed", "groups",
+                    "group_size")}
         chunks, total, label = corpus.read_documents(synthetic.grammar_corpus(**grammar)), None, \
             "synthetic:grammar"
     elif source == "text":

@@ -1,9 +1,9 @@
 """Corpora and tables generated in code: no download, fully seeded.
 
 - :func:`grammar_corpus`: text in the shape of the paper's synthetic dataset (``docs/paper.md``
-  §2.1(a)): fixed five-word prefixes, each followed by a few possible next words, with supports
-  that overlap and sometimes coincide (so that subspace collapse shows). It goes through the same
-  table builder as real text.
+  §2.1(a)): fixed five-word prefixes, each followed by a few possible next words; blocks of
+  contexts share one support exactly (so that subspace collapse shows) and the others overlap.
+  It goes through the same table builder as real text.
 - :func:`ksubset_table`: every k-subset of V tokens is one context's support; the NTP-SVM
   solution is then S̄ = (I − 11ᵀ/V) S in closed form (§1.7), a built-in solver check.
 - :func:`random_table`: random supports with Zipf-like token popularity (the baselines'
@@ -41,14 +41,54 @@ NEXT_WORDS = [
 ]
 
 
+def grammar_supports(n_contexts: int = 16, support_size: int = 3, n_words: int = 30,
+                     groups: int = 4, group_size: int = 2,
+                     rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """The support (indices into the next-word pool) of each context of :func:`grammar_corpus`.
+
+    Contexts ``0 … groups·group_size − 1`` form ``groups`` blocks of ``group_size`` consecutive
+    contexts (consecutive prefixes are near-synonyms, as the paper's synonym-expanded groups);
+    every context of a block has the same support, drawn from the six-word cheat list. The other
+    contexts get supports of their own: even ones from the cheat list (so they overlap the blocks'
+    and each other's), odd ones from the whole pool. All supports other than a block's shared
+    one are distinct, so the identical-support groups are exactly the blocks (paper §2.1(a):
+    frequent labels are taken first, so supports overlap or coincide).
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    cheat = min(6, n_words)
+    supports: list[np.ndarray] = []
+    seen: set[tuple[int, ...]] = set()
+
+    def fresh(pool: int, what: str) -> np.ndarray:
+        # Rejection sampling: the pools are small, so a few hundred draws find a new subset
+        # whenever one is likely to exist; otherwise the configuration asks for too many.
+        for _ in range(1000):
+            s = np.sort(rng.choice(pool, size=support_size, replace=False))
+            if tuple(s) not in seen:
+                seen.add(tuple(s))
+                return s
+        raise UserError(f"synthetic: could not draw a distinct support for {what} "
+                        f"({support_size} of {pool} words); lower synthetic.groups, "
+                        "n_contexts or support_size, or raise n_words")
+
+    for g in range(groups):
+        shared = fresh(cheat, f"group {g}")
+        supports += [shared] * group_size
+    for j in range(groups * group_size, n_contexts):
+        supports.append(fresh(cheat if j % 2 == 0 else n_words, f"context {j}"))
+    return supports
+
+
 def grammar_corpus(n_contexts: int = 16, support_size: int = 3, n_words: int = 30,
-                   n_sentences: int = 3000, seed: int = 0) -> list[str]:
+                   n_sentences: int = 3000, seed: int = 0, groups: int = 4,
+                   group_size: int = 2) -> list[str]:
     """Sentences "<prefix> <next word>", one per document.
 
-    Context j (a prefix) gets ``support_size`` next words; for even j they come from the six-word
-    cheat list (so supports overlap, and some coincide), for odd j from the whole pool. Sentences
+    The supports are :func:`grammar_supports`: ``groups`` blocks of ``group_size`` contexts with
+    identical supports (subspace collapse, paper §3 claim 6), the rest overlapping. Sentences
     pick a context with probability ∝ a random weight and a next word with probability ∝ a random
-    integer weight in {1, …, 4} (the paper's ``randint(1, 5)`` counts).
+    repeat count in {1, 2} (the synthetic set's ``randint(1, 3)``, paper §2.1(a)), drawn per
+    context: the contexts of a block share the support, not the probabilities.
     """
     if not 1 <= n_contexts <= len(PREFIXES):
         raise UserError(f"synthetic.n_contexts must be between 1 and {len(PREFIXES)}; "
@@ -59,13 +99,14 @@ def grammar_corpus(n_contexts: int = 16, support_size: int = 3, n_words: int = 3
     if not 1 <= support_size < min(n_words, 6):
         raise UserError("synthetic.support_size must be at least 1 and below both n_words and "
                         f"6 (the cheat list); got {support_size}")
+    if groups < 0 or (groups and group_size < 2) or groups * group_size > n_contexts:
+        raise UserError(f"synthetic.groups × group_size = {groups} × {group_size} must fit in "
+                        f"n_contexts = {n_contexts}, with group_size ≥ 2; lower groups or "
+                        "group_size")
     rng = np.random.default_rng(seed)
     words = NEXT_WORDS[:n_words]
-    supports, weights = [], []
-    for j in range(n_contexts):
-        pool = 6 if j % 2 == 0 else n_words
-        supports.append(rng.choice(pool, size=support_size, replace=False))
-        weights.append(rng.integers(1, 5, size=support_size).astype(float))
+    supports = grammar_supports(n_contexts, support_size, n_words, groups, group_size, rng)
+    weights = [rng.integers(1, 3, size=support_size).astype(float) for _ in range(n_contexts)]
     ctx_p = rng.uniform(0.5, 1.5, size=n_contexts)
     ctx = rng.choice(n_contexts, size=n_sentences, p=ctx_p / ctx_p.sum())
     docs = []

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ntpgeom.metrics.geometry import cosine_matrix
+from ntpgeom.metrics.core import cosine_matrix
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +216,26 @@ def _final(run: Run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _unit(M: np.ndarray) -> np.ndarray:
     norm = np.linalg.norm(M)
     return M / norm if norm > 0 else M
+
+
+#: Half-width of the chance bands in standard deviations of the random-embedding draws.
+CHANCE_SIGMAS = 2
+
+
+def _chance_band(ax, g, var: str, target: str, color: str, *, label: str | None = None,
+                 alpha: float = 0.15, hatch: str | None = None) -> None:
+    """Shade ``<var>_chance`` ± :data:`CHANCE_SIGMAS` ``<var>_chance_std`` of ``target``: what
+    random Gaussian embeddings of the run's shapes score against the same target (constant over
+    training, so a horizontal band). Stores without chance levels draw nothing."""
+    if f"{var}_chance" not in g:
+        return
+    mean = float(g[f"{var}_chance"].sel(target=target))
+    std = float(g[f"{var}_chance_std"].sel(target=target))
+    if not np.isfinite(mean):
+        return
+    ax.axhspan(mean - CHANCE_SIGMAS * std, mean + CHANCE_SIGMAS * std, color=color, alpha=alpha,
+               lw=0, hatch=hatch, fill=hatch is None, label=label)
+    ax.axhline(mean, color=color, lw=0.6, ls=":", alpha=0.8)
 
 
 def _legend(fig, axes, **kw) -> None:
@@ -413,8 +433,11 @@ def _target_style(target: str, solver: str) -> dict:
 def structural_correlation(bundle: Bundle) -> Any:
     """F7: structural correlation of cos(H_k), cos(W_k) with L^mm's, S̄'s and S's, over training.
 
-    Each run is compared with its own dataset's L^mm (:func:`_run_solver`), so the runs of
-    several datasets (the overlay) share the axes."""
+    Solid: the paper's whole-matrix value; dashed: off the diagonal (both diagonals are ones, so
+    the whole-matrix value of random embeddings is far above 0). Shaded: the chance band of the
+    whole-matrix value, hatched: that of the off-diagonal one (random Gaussian embeddings of the
+    run's shapes, mean ± 2σ). Each run is compared with its own dataset's L^mm
+    (:func:`_run_solver`), so the runs of several datasets (the overlay) share the axes."""
     solvers = list(dict.fromkeys(_run_solver(bundle, r) for r in bundle.runs))
     targets = [("mm", f"{LMM} ({', '.join(solvers)}) factors"), ("S_bar", f"{SBAR} factors"),
                ("S", "support S (cos(S,S), cos(Sᵀ,Sᵀ))")]
@@ -427,23 +450,42 @@ def structural_correlation(bundle: Bundle) -> Any:
                 t = _run_solver(bundle, r) if target == "mm" else target
                 ax.plot(g["step"].values + 1.0, g[f"corr_cos_{what}"].sel(target=t).values,
                         color=r.color, marker=".", label=bundle.run_label(r))
+                if f"corr_cos_{what}_offdiag" in g:
+                    ax.plot(g["step"].values + 1.0,
+                            g[f"corr_cos_{what}_offdiag"].sel(target=t).values, color=r.color,
+                            ls="--", lw=1, label=f"{bundle.run_label(r)}, off-diagonal")
+                _chance_band(ax, g, f"corr_cos_{what}", t, r.color,
+                             label=f"chance ± {CHANCE_SIGMAS}σ (whole matrix)")
+                _chance_band(ax, g, f"corr_cos_{what}_offdiag", t, r.color, alpha=0.5,
+                             hatch="///", label=f"chance ± {CHANCE_SIGMAS}σ (off-diagonal)")
             _step_axis(ax)
             ax.set_ylim(-0.2, 1.05)
             ax.set_title(f"cos({what}_k) vs {title}", fontsize=9)
             if c == 0:
                 ax.set_ylabel("structural correlation (SSIM-s ≈ Pearson)")
-    _legend(fig, axes, loc="outside lower center", ncol=max(len(bundle.runs), 1))
-    fig.suptitle(f"F7  {bundle.dataset}: does the trained geometry approach the prediction?")
+    _legend(fig, axes, loc="outside lower center", ncol=max(2 * len(bundle.runs), 2))
+    fig.suptitle(f"F7  {bundle.dataset}: does the trained geometry approach the prediction? "
+                 "(solid: whole matrix, dashed: off-diagonal; bands: chance)")
     return fig
 
 
 def direction_distance(bundle: Bundle) -> Any:
-    """Normalized distances ‖A_k/‖A_k‖ − B/‖B‖‖_F of L_k, P_F⊥(L_k), W Wᵀ, Hᵀ H to L^mm and S̄."""
+    """Normalized distances ‖A_k/‖A_k‖ − B/‖B‖‖_F of L_k, P_F⊥(L_k), W Wᵀ, Hᵀ H to L^mm and S̄.
+
+    Left column: the paper's raw distances; right column of the first two rows: the same with
+    each column's mean over tokens removed (``dist_L_centered``, ``dist_L_perp_centered``), which
+    softmax ignores and L^mm, S̄ do not have."""
     solvers = list(bundle.svm)
-    panels = [("dist_L", "L_k"), ("dist_L_perp", "P_F⊥(L_k)"), ("dist_gram_W", "W_k W_kᵀ"),
-              ("dist_gram_H", "H_kᵀ H_k")]
-    fig, axes = _new(2, 2, (11, 8), sharey=True)
-    for ax, (var, what) in zip(axes.ravel(), panels, strict=True):
+    panels = [("dist_L", "L_k (raw, the paper's)"),
+              ("dist_L_centered",
+               r"$\tilde{L}_k$ = L_k, column means removed (softmax-invariant)"),
+              ("dist_L_perp", "P_F⊥(L_k) (raw)"),
+              ("dist_L_perp_centered", "P_F⊥(L_k), column means removed"),
+              ("dist_gram_W", "W_k W_kᵀ"), ("dist_gram_H", "H_kᵀ H_k")]
+    panels = [(v, w) for v, w in panels if all(v in r.geometry for r in bundle.runs)]
+    fig, axes = _new((len(panels) + 1) // 2, 2, (11, 4 * ((len(panels) + 1) // 2)),
+                     sharey=True)
+    for ax, (var, what) in zip(axes.ravel(), panels, strict=False):
         for r in bundle.runs:
             g = r.geometry
             x = g["step"].values + 1.0
@@ -456,6 +498,8 @@ def direction_distance(bundle: Bundle) -> Any:
         ax.set_ylim(bottom=0)
         ax.set_title(f"{what}: normalized distance", fontsize=10)
         ax.set_ylabel("‖A/‖A‖ − B/‖B‖‖_F  (0 = same direction)")
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
     _legend(fig, axes, loc="outside lower center", ncol=2)
     fig.suptitle(f"{bundle.dataset}: direction distance to {LMM} (solid) and to {SBAR} (dashed)")
     return fig
@@ -523,6 +567,8 @@ def representation(bundle: Bundle) -> Any:
                         marker=".", label=f"{r.label} vs {LMM}")
                 ax.plot(x, g[f"{key}_{what}"].sel(target="S_bar").values, color=r.color,
                         ls="--", label=f"{r.label} vs {SBAR}")
+                _chance_band(ax, g, f"{key}_{what}", solver, r.color,
+                             label=f"chance ± {CHANCE_SIGMAS}σ vs {LMM}")
             _step_axis(ax)
             ax.set_ylim(-0.2, 1.05)
             knn = f", k = {bundle.runs[0].geometry.attrs.get('knn_k')}" if key == "knn" else ""
@@ -532,21 +578,25 @@ def representation(bundle: Bundle) -> Any:
                 ax.set_ylabel("similarity (1 = identical)")
     _legend(fig, axes, loc="outside lower center", ncol=4)
     fig.suptitle(f"{bundle.dataset}: representation similarity to {LMM} ({solver}) factors "
-                 f"(solid) and {SBAR} factors (dashed)")
+                 f"(solid) and {SBAR} factors (dashed); bands: random embeddings")
     return fig
 
 
 def intrinsic(bundle: Bundle) -> Any:
-    """TwoNN intrinsic dimension of W and H, and subspace collapse of H, over training."""
+    """TwoNN intrinsic dimension of W and H, and subspace collapse of H, over training.
+
+    The fourth panel shows collapse in the paper's terms: the mean cosine of context embeddings
+    within blocks of identical support (→ 1) and across blocks. A dataset where no two contexts
+    share a support says so in the collapse panels instead of leaving them empty."""
     solver = _solver(bundle)
-    fig, axes = _new(1, 3, (15, 4.2))
+    fig, axes = _new(1, 4, (19, 4.2))
     panels = [("twonn_W", "target_twonn_W", "TwoNN dimension of words (rows of W)",
                "intrinsic dimension"),
               ("twonn_H", "target_twonn_H", "TwoNN dimension of contexts (columns of H)",
                "intrinsic dimension"),
               ("collapse_H", "target_collapse_H",
                "subspace collapse: within-support spread of ĥ_j", "within / total scatter")]
-    for ax, (var, tvar, title, ylabel) in zip(axes[0], panels, strict=True):
+    for ax, (var, tvar, title, ylabel) in zip(axes[0, :3], panels, strict=True):
         for r in bundle.runs:
             g = r.geometry
             ax.plot(g["step"].values + 1.0, g[var].values, color=r.color, marker=".",
@@ -561,7 +611,28 @@ def intrinsic(bundle: Bundle) -> Any:
         ax.set_title(title, fontsize=9)
         ax.set_ylabel(ylabel)
         ax.set_ylim(bottom=0)
+    ax = axes[0, 3]
+    for r in bundle.runs:
+        g = r.geometry
+        if "cos_within_groups_H" not in g:
+            continue
+        x = g["step"].values + 1.0
+        ax.plot(x, g["cos_within_groups_H"].values, color=r.color, marker=".",
+                label=f"{r.label}: within blocks")
+        ax.plot(x, g["cos_across_groups_H"].values, color=r.color, ls="--",
+                label=f"{r.label}: across blocks")
+    _step_axis(ax)
+    ax.set_ylim(-0.2, 1.05)
+    ax.axhline(1.0, color=SOLVER_STYLE["color"], lw=0.8, label=f"{LMM}: within = 1")
+    ax.set_title("mean cos(h_i, h_j) within / across identical supports", fontsize=9)
+    ax.set_ylabel("cosine similarity")
+    g0 = bundle.runs[0].geometry
+    if not np.isfinite(g0["collapse_H"].values).any():
+        for a in (axes[0, 2], axes[0, 3]):
+            a.text(0.5, 0.5, "no two contexts share a support:\nno subspace collapse to show",
+                   transform=a.transAxes, ha="center", va="center", fontsize=9, color="grey")
     axes[0, 2].legend(fontsize=8)
+    axes[0, 3].legend(fontsize=7)
     fig.suptitle(f"{bundle.dataset}: intrinsic dimension and subspace collapse")
     return fig
 

@@ -15,14 +15,21 @@ import numpy as np
 
 from ntpgeom.studies.grid import GridSpec
 
+#: Axis labels of the point variables (names: :mod:`ntpgeom.metrics.vocabulary`). A variable on
+#: the ``target`` dim is drawn against ``L_mm`` (see :func:`_var`).
 METRICS = {
     "ce_minus_entropy": "CE − H",
-    "dir_dist_mm": "‖L/‖L‖ − L^mm/‖L^mm‖‖",
-    "dist_in_support": "‖P_F(L) − L*‖",
+    "dist_L": "‖L/‖L‖ − L^mm/‖L^mm‖‖",
+    "in_support_error": "‖P_F(L) − L*‖",
     "norm_L": "‖L‖_F",
-    "dir_dist_sbar": "‖L/‖L‖ − S̄/‖S̄‖‖",
     "loss": "loss",
 }
+
+
+def _var(ds, name: str):
+    """The variable ``name``, at target ``L_mm`` when it is a comparison (``dist_L``, ...)."""
+    da = ds[name]
+    return da.sel(target="L_mm") if "target" in da.dims else da
 
 
 def _series(da, keep: tuple[str, ...] = ("step",)) -> Iterator[tuple[str, Any, Any, Any]]:
@@ -41,7 +48,7 @@ def _curves(ax, ds, var: str, *, logy: bool = True) -> None:
     """``var`` against step, one line per point (seeds as bands)."""
     step = ds["step"].values
     x = np.where(step > 0, step, np.nan)  # log x-axis: step 0 is off the axis
-    for label, mean, lo, hi in _series(ds[var]):
+    for label, mean, lo, hi in _series(_var(ds, var)):
         (line,) = ax.plot(x, mean.values, label=label or None, lw=1.2)
         if (lo.values != hi.values).any():
             ax.fill_between(x, lo.values, hi.values, color=line.get_color(), alpha=0.25, lw=0)
@@ -54,15 +61,15 @@ def _curves(ax, ds, var: str, *, logy: bool = True) -> None:
 
 def _final(ds, var: str):
     """Each point's last recorded value (the last step with data: grids may mix epochs)."""
-    da = ds[var]
+    da = _var(ds, var)
     valid = da.notnull()
     # the last valid step: where the running count of valid steps first reaches the total
     last = (valid & (valid.cumsum("step") == valid.sum("step"))).argmax("step")
     return da.isel(step=last)
 
 
-def curves(ds, spec: GridSpec, metrics: tuple[str, ...] = ("ce_minus_entropy", "dir_dist_mm",
-                                                             "dist_in_support")):
+def curves(ds, spec: GridSpec, metrics: tuple[str, ...] = ("ce_minus_entropy", "dist_L",
+                                                             "in_support_error")):
     """Any grid: the main metrics against step, one panel each."""
     import matplotlib.pyplot as plt
 
@@ -82,7 +89,7 @@ def d_sweep(ds, spec: GridSpec):
 
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
     d = ds["d"].values
-    for ax, var in ((a, "ce_minus_entropy"), (b, "dir_dist_mm")):
+    for ax, var in ((a, "ce_minus_entropy"), (b, "dist_L")):
         for label, mean, lo, hi in _series(_final(ds, var), keep=("d",)):
             (line,) = ax.plot(d, mean.values, "o-", label=label or var)
             ax.fill_between(d, lo.values, hi.values, color=line.get_color(), alpha=0.25, lw=0)
@@ -90,15 +97,15 @@ def d_sweep(ds, spec: GridSpec):
         ax.set_xlabel("d")
         ax.set_ylabel(f"{METRICS[var]} at the last step")
     a.set_yscale("log")
-    limit = ds["rank_limit"]
+    limit = _var(ds, "rank_limit")
     limit = limit.isel({k: 0 for k in limit.dims if k != "d"})
     b.plot(d, limit.values, "k--", label="rank-d limit")
-    rank = int(np.nanmax(ds["rank_mm"].values))
+    rank = int(np.nanmax(_var(ds, "target_rank").values))
     for ax in (a, b):
         ax.axvline(rank, color="grey", lw=0.8, ls=":")
     b.text(rank, b.get_ylim()[1], f" rank(L^mm) = {rank}", va="top", fontsize=8)
     b.legend(fontsize=7)
-    _curves(c, ds, "dir_dist_mm")
+    _curves(c, ds, "dist_L")
     c.legend(fontsize=6)
     c.set_title("direction distance along training", fontsize=9)
     fig.suptitle(f"{spec.name}: embedding width d against rank(L^mm)")
@@ -120,19 +127,19 @@ def reg_path(ds, spec: GridSpec):
     zero = ds.sel({"lambda": 0.0}) if (lam == 0).any() else None
     if zero is not None:
         norms = list(_series(zero["norm_L"]))
-        dists = list(_series(zero["dir_dist_mm"]))
+        dists = list(_series(_var(zero, "dist_L")))
         for (label, n, _, _), (_, dd, _, _) in zip(norms, dists, strict=True):
             a.plot(n.values, dd.values, label=f"λ=0 path: {label}")
     pos = ds.sel({"lambda": lam[lam > 0]})
     for (label, n, _, _), (_, dd, _, _) in zip(_series(_final(pos, "norm_L"), keep=("lambda",)),
-                                                 _series(_final(pos, "dir_dist_mm"),
+                                                 _series(_final(pos, "dist_L"),
                                                          keep=("lambda",)), strict=True):
         a.plot(n.values, dd.values, "s--", ms=5, label=f"λ>0 ends: {label}")
         for x, y, v in zip(n.values, dd.values, pos["lambda"].values, strict=True):
             a.annotate(f"{v:g}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
     a.set_xscale("log")
     a.set_xlabel("‖L‖_F")
-    a.set_ylabel(METRICS["dir_dist_mm"])
+    a.set_ylabel(METRICS["dist_L"])
     a.legend(fontsize=6)
     _curves(b, ds, "ce_minus_entropy")
     b.legend(fontsize=5)
@@ -143,8 +150,8 @@ def reg_path(ds, spec: GridSpec):
 def imbalance(ds, spec: GridSpec):
     """Uniform against Zipf counts with the supports fixed: L^mm (its nuclear norm, shown per
     count model) must not change; CE − H and the direction distance converge at other speeds."""
-    fig = curves(ds, spec, ("ce_minus_entropy", "dir_dist_mm", "dist_in_support"))
-    nuc = ds["nuclear_norm_mm"]
+    fig = curves(ds, spec, ("ce_minus_entropy", "dist_L", "in_support_error"))
+    nuc = _var(ds, "target_nuclear_norm")
     parts = []
     for cm in ds["count_model"].values:
         v = nuc.sel(count_model=cm).values
@@ -157,7 +164,7 @@ def imbalance(ds, spec: GridSpec):
 
 def seeds(ds, spec: GridSpec):
     """Every metric's spread over seeds, as bands."""
-    return curves(ds, spec, ("ce_minus_entropy", "dir_dist_mm", "dist_in_support", "norm_L"))
+    return curves(ds, spec, ("ce_minus_entropy", "dist_L", "in_support_error", "norm_L"))
 
 
 def grid_figure(ds, spec: GridSpec):

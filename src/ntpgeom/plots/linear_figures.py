@@ -85,9 +85,9 @@ def _panel_corr(ax, b: LinearBundle) -> None:
         st = _style(name, ds)
         x = ds["step"].values + 1.0
         extra = {k: st[k] for k in ("lw", "alpha") if k in st}
-        ax.plot(x, ds["corr_mm"].values, color=st["color"], marker=".", ms=3,
+        ax.plot(x, ds["corr_W"].values, color=st["color"], marker=".", ms=3,
                 label=f"{st['label']}: W_k", **extra)
-        ax.plot(x, ds["corr_mm_offset"].values, color=st["color"], ls="--",
+        ax.plot(x, ds["corr_W_offset"].values, color=st["color"], ls="--",
                 label=f"{st['label']}: W_k − W*", **extra)
     ax.axhline(1.0, color="black", lw=0.8)
     _step_axis(ax, "iteration k + 1")
@@ -98,7 +98,7 @@ def _panel_corr(ax, b: LinearBundle) -> None:
 
 def _panel_in_support(ax, b: LinearBundle) -> None:
     for name, ds in b.runs.items():
-        ax.plot(ds["step"].values + 1.0, _positive(ds["in_support_error"].values), marker=".",
+        ax.plot(ds["step"].values + 1.0, _positive(ds["in_support_error_W"].values), marker=".",
                 ms=3, **_style(name, ds))
     _step_axis(ax, "iteration k + 1")
     ax.set_yscale("log")

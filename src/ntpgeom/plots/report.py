@@ -5,7 +5,10 @@ style sheets), so it can be mailed or archived as is. Snakemake's own ``snakemak
 works too (the figure rules wrap their PNGs in ``report()`` with the captions of ``report/``);
 this page adds the table of numbers the paper quotes (``docs/paper.md`` §2.4, §2.6).
 
-Sections: the key numbers; the overlays (every run of every dataset on one figure, F1, F2, F3,
+Sections: the key numbers (with every similarity beside its chance level, the level of random
+Gaussian embeddings of the run's shapes); the claims table (the eight claims of ``docs/paper.md``
+§3, each with its number, its reference and the verdict, :mod:`ntpgeom.metrics.claims`); the
+overlays (every run of every dataset on one figure, F1, F2, F3,
 F7); the figures of each dataset; with a ``linear`` section in the config, one section per
 (dataset, embedding) of the linear-model study (NeurIPS 2402.18551: the compatibility and
 separability checks, d > m and rank(H̄), the W^mm solvers' agreement, each optimizer's last
@@ -25,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ntpgeom.theory.reference import nuclear_norm, reldir
+from ntpgeom.theory.reference import RANK_RTOL, nuclear_norm, reldir
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +54,20 @@ def dataset_numbers(table, reference, svm: Mapping[str, Any],
         ``nuclear_norm`` (‖L^mm‖_*, recomputed from L_mm), ``dist_to_S_bar``
         (‖L^mm/‖L^mm‖ − S̄/‖S̄‖‖_F), ``rank``; ``runs``: per run the final step and, at it,
         CE − H, ‖P_F(L) − L*‖_F, ‖L − L*‖/‖L‖ and the direction distances of L and P_F⊥(L) to
-        each solver's L^mm and to S̄.
+        each solver's L^mm and to S̄ (raw and centered, ``dist_L_centered:{target}``);
+        ``similarity``: per run, target and metric of :data:`SIMILARITIES` the last step's value,
+        its chance level and the chance's σ; ``claims``: per run its claims 1–6
+        (:func:`ntpgeom.metrics.claims.run_claims`, against the first solver), and ``svm_claims``:
+        claim 7 per solver.
     """
+    from ntpgeom.metrics.claims import run_claims, svm_claims
+
     S_bar = reference["S_bar"].transpose("token", "context").values
     out: dict[str, Any] = {"n": table.n, "m": table.m, "V": table.V, "entropy": table.entropy,
                            "nuclear_norm_S_bar": nuclear_norm(S_bar),
                            "rank_S_bar": int(reference.sizes.get("rank", 0)),
-                           "solvers": {}, "runs": {}}
+                           "solvers": {}, "runs": {}, "similarity": {}, "claims": {},
+                           "svm_claims": svm_claims(table, reference, svm)}
     for solver, ds in svm.items():
         L_mm = ds["L_mm"].transpose("token", "context").values
         out["solvers"][solver] = {"nuclear_norm": nuclear_norm(L_mm),
@@ -72,8 +82,26 @@ def dataset_numbers(table, reference, svm: Mapping[str, Any],
         for target in [str(t) for t in g["target"].values if str(t) != "S"]:
             row[f"dist_L:{target}"] = float(last["dist_L"].sel(target=target))
             row[f"dist_L_perp:{target}"] = float(last["dist_L_perp"].sel(target=target))
+            if "dist_L_centered" in g:
+                row[f"dist_L_centered:{target}"] = float(last["dist_L_centered"].sel(
+                    target=target))
         out["runs"][name] = row
+        out["similarity"][name] = {
+            str(t): {v: (float(last[v].sel(target=t)), float(g[f"{v}_chance"].sel(target=t)),
+                         float(g[f"{v}_chance_std"].sel(target=t)))
+                     for v in SIMILARITIES if v in g and f"{v}_chance" in g}
+            for t in g["target"].values}
+        if svm:
+            out["claims"][name] = run_claims(g, next(iter(svm)))
     return out
+
+
+#: The similarities the report prints beside their chance levels (each ``<name>_chance`` in the
+#: geometry store), with their column headers.
+SIMILARITIES = {"corr_cos_H": "corr cos(H)", "corr_cos_H_offdiag": "corr cos(H) off-diag",
+                "corr_cos_W": "corr cos(W)", "corr_cos_W_offdiag": "corr cos(W) off-diag",
+                "cka_H": "CKA H", "cka_W": "CKA W", "rsa_H": "RSA H", "rsa_W": "RSA W",
+                "knn_H": "k-NN H", "knn_W": "k-NN W"}
 
 
 def linear_numbers(reference, runs: Mapping[str, Any]) -> dict[str, Any]:
@@ -97,14 +125,15 @@ def linear_numbers(reference, runs: Mapping[str, Any]) -> dict[str, Any]:
         ``solvers``: per solver its status, ‖W^mm‖ and worst constraint violation;
         ``solver_agreement`` = max over solver pairs of ‖W_a − W_b‖_F/‖W_b‖_F, recomputed from
         ``W_mm_by_solver`` (NaN when not separable); ``runs``: per optimizer its step size, last
-        step and, there, CE − H, ‖W‖_F, ⟨Ŵ, Ŵ^mm⟩, that of W − W*, and ‖P_F(W) − W*‖_F.
+        step and, there, CE − H, ‖W‖_F, ``corr_W`` ⟨Ŵ, Ŵ^mm⟩, ``corr_W_offset`` (that of W − W*)
+        and ``in_support_error_W`` ‖P_F(W) − W*‖_F.
     """
-    from ntpgeom.studies.linear import overparameterized
+    from ntpgeom.theory.linear import overparameterized
 
     a = reference.attrs
     H_bar = reference["H_bar"].transpose("dim", "context").values
     d, m = H_bar.shape
-    over, rank = overparameterized(H_bar)
+    over, rank = overparameterized(H_bar, a.get("rank_rtol", RANK_RTOL))
     by_solver = reference["W_mm_by_solver"].transpose("solver", "token", "dim").values
     names = [str(s) for s in reference["solver"].values]
     statuses = list(a.get("statuses", [])) or [a.get("status", "")] * len(names)
@@ -136,8 +165,8 @@ def linear_numbers(reference, runs: Mapping[str, Any]) -> dict[str, Any]:
             "lr": ds.attrs.get("lr"), "step": int(ds["trace_step"].values[-1]),
             "ce_minus_entropy": float(ds["trace_ce_minus_entropy"].values[-1]),
             "norm_W": float(ds["trace_norm_W"].values[-1]),
-            "corr_mm": float(last["corr_mm"]), "corr_mm_offset": float(last["corr_mm_offset"]),
-            "in_support_error": float(last["in_support_error"])}
+            "corr_W": float(last["corr_W"]), "corr_W_offset": float(last["corr_W_offset"]),
+            "in_support_error_W": float(last["in_support_error_W"])}
     return out
 
 
@@ -227,13 +256,76 @@ def _linear_section(key: str, num: Mapping[str, Any],
     parts.append(_table(["optimizer", "update", "step size η", "step", "CE − H (nats)", "‖W‖_F",
                          "⟨Ŵ, Ŵ^mm⟩", "⟨(W − W*)^, Ŵ^mm⟩", "‖P_F(W) − W*‖_F"],
                         [[name, r["optimizer"], r["lr"], r["step"], r["ce_minus_entropy"],
-                          r["norm_W"], r["corr_mm"], r["corr_mm_offset"], r["in_support_error"]]
+                          r["norm_W"], r["corr_W"], r["corr_W_offset"], r["in_support_error_W"]]
                          for name, r in num["runs"].items()]))
     parts.append("<p>Ŵ = W/‖W‖_F. The theorem (Thm 2) predicts CE − H → 0, ‖W‖ → ∞, both "
                  "correlations → 1 and ‖P_F(W) − W*‖ → 0.</p>")
     parts += [_figure(f"linear {key}", name, png, captions.get(f"linear_{name}", ""))
               for name, png in figures]
     return parts
+
+
+def _with_chance(value: float, chance: float, std: float) -> str:
+    """"value (chance ± σ)" for a table cell; "–" where the metric is undefined (NaN), e.g. the
+    off-diagonal correlation with a target whose cosines are constant off the diagonal."""
+    if not np.isfinite(value):
+        return "–"
+    return f"{_fmt(value)} ({_fmt(chance)} ± {_fmt(std)})"
+
+
+def _similarity_section(numbers: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Every similarity of the last checkpoint beside its chance level, per run and target."""
+    parts = ["<h3>Similarities at the last checkpoint, beside chance</h3>",
+             "<p>Each cell: the run's value (chance level ± σ): the mean and standard deviation "
+             "of the same metric for 32 seeded draws of random Gaussian W, H with the run's "
+             "shapes, against the same target. The paper's whole-matrix correlation of cosine "
+             "matrices is far above 0 by chance (both diagonals are ones); the off-diagonal "
+             "one is ≈ 0 by chance.</p>"]
+    for ds, num in numbers.items():
+        sims = num.get("similarity", {})
+        names = [v for v in SIMILARITIES
+                 if any(v in per for tg in sims.values() for per in tg.values())]
+        if not names:
+            continue
+        rows = [[ds, run, target] + [_with_chance(*per[v]) if v in per else "–" for v in names]
+                for run, by_target in sims.items() for target, per in by_target.items()]
+        parts.append(_table(["dataset", "run", "target"] + [SIMILARITIES[v] for v in names],
+                            rows))
+    return parts
+
+
+def _claims_section(numbers: Mapping[str, Mapping[str, Any]],
+                    linear: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The claims table: per dataset and run, the eight claims of paper.md §3."""
+    from ntpgeom.metrics.claims import Claim, claim_rows, linear_claims
+
+    rows = []
+    for ds, num in numbers.items():
+        for run, claims in num.get("claims", {}).items():
+            rows += [[ds, run] + r for r in claim_rows(claims)]
+        rows += [[ds, "NTP-SVM"] + r for r in claim_rows(num.get("svm_claims", []))]
+        lin = []
+        for key, lnum in linear.items():
+            dataset, embedding = key.split("/", 1)
+            if dataset == ds:
+                for c in linear_claims(lnum):
+                    c.where = f"{embedding}/{c.where}"   # "embedding/optimizer"
+                    lin.append(c)
+        if not lin:
+            lin = [Claim(8, [], [], "needs the linear-model study", None,
+                         note="no linear section for this dataset in the config")]
+        rows += [[ds, "linear model"] + r for r in claim_rows(lin)]
+    if not rows:
+        return []
+    return ["<h2>Claims of the paper (docs/paper.md §3)</h2>",
+            "<p>Each claim with the number that tests it, the reference that gives it meaning "
+            "(its value at step 0, the chance level of random embeddings, or the theory's "
+            "limit) and whether the run shows it by the stated criterion. Claims 1–6 use the "
+            "run's geometry store against the dataset's first solver; claim 4 uses the "
+            "softmax-invariant distance dist_L_centered. A short run may say NO: the criteria "
+            "are about finite runs, the theory about limits.</p>",
+            _table(["dataset", "run", "#", "claim", "where", "measured", "reference",
+                    "criterion", "shows"], rows)]
 
 
 def render_html(numbers: Mapping[str, Mapping[str, Any]],
@@ -285,14 +377,19 @@ def render_html(numbers: Mapping[str, Mapping[str, Any]],
                           if k.startswith("dist_L:")}, key=lambda t: (t == "S_bar", t))
         header = (["dataset", "run", "step", "CE − H (nats)", "‖P_F(L) − L*‖_F",
                    "‖L − L*‖/‖L‖"] + [f"dist L → {t}" for t in targets]
+                  + [f"dist L̃ → {t}" for t in targets]
                   + [f"dist P_F⊥L → {t}" for t in targets])
         rows = [[ds, name, r["step"], r["ce_minus_entropy"], r["in_support_error"],
                  r["relative_offset"]] + [r.get(f"dist_L:{t}") for t in targets]
+                + [r.get(f"dist_L_centered:{t}", float("nan")) for t in targets]
                 + [r.get(f"dist_L_perp:{t}") for t in targets]
                 for name, r in num["runs"].items()]
         parts.append(_table(header, rows))
-    parts.append("<p>dist A → B = ‖A/‖A‖_F − B/‖B‖_F‖_F (0: same direction). The theory "
-                 "predicts CE − H → 0, ‖P_F(L) − L*‖ → 0 and dist L → L^mm → 0.</p>")
+    parts.append("<p>dist A → B = ‖A/‖A‖_F − B/‖B‖_F‖_F (0: same direction); L̃ is L with each "
+                 "column's mean over tokens removed (softmax ignores it; L^mm and S̄ have none). "
+                 "The theory predicts CE − H → 0, ‖P_F(L) − L*‖ → 0 and dist L → L^mm → 0.</p>")
+    parts += _similarity_section(numbers)
+    parts += _claims_section(numbers, linear or {})
     if overlays:
         from ntpgeom.plots.figures import ALL_DATASETS
 

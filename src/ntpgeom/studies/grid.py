@@ -31,6 +31,9 @@ import numpy as np
 
 from ntpgeom.data.table import Table
 from ntpgeom.errors import UserError
+from ntpgeom.metrics.trajectory import LOGIT_METRICS, run_metrics, target_metrics
+from ntpgeom.metrics.vocabulary import describe
+from ntpgeom.theory.reference import RANK_RTOL
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,9 @@ POINT_KEYS: dict[str, tuple[type | tuple[type, ...], tuple[Any, ...] | None, Any
     "solver": (str, None, "closed_form",
                "where L^mm comes from: closed_form (S̄, exact for k-subset tables) or an svm "
                "stage solver whose store results/{dataset}/svm/{solver}.zarr is read"),
+    "rank_rtol": ((int, float), None, RANK_RTOL,
+                  "singular values at or below rank_rtol × σ_1 count as zero in target_rank "
+                  "(as geometry.rank_rtol)"),
 }
 POINT_DEFAULTS: dict[str, Any] = {k: v[2] for k, v in POINT_KEYS.items()}
 
@@ -158,7 +164,7 @@ def _check_value(where: str, key: str, value: Any, datasets: Sequence[str]) -> N
         raise UserError(f"{where}: unknown dataset '{value}'; choose from {', '.join(datasets)}")
     if key in ("d", "epochs", "checkpoints") and value < 1:
         raise UserError(f"{where}: {key} must be at least 1; got {value}")
-    if key in ("lr", "zipf_a") and not value > 0:
+    if key in ("lr", "zipf_a", "rank_rtol") and not value > 0:
         raise UserError(f"{where}: {key} must be positive; got {value}")
     if key == "lambda" and value < 0:
         raise UserError(f"{where}: lambda must be >= 0; got {value}")
@@ -299,65 +305,47 @@ def max_margin_logits(table: Table, solver: str, svm_store: str | Path | None = 
 
 
 # -- point stores and the aggregate ------------------------------------------------------------
-def point_dataset(history: Mapping[str, np.ndarray], *, table: Table, L_mm: np.ndarray,  # noqa: N803
-                  point: Mapping[str, Any], wall_seconds: float | None = None):
-    """One point's store: its metrics per ``step`` and its scalars (see
-    :mod:`ntpgeom.train.batched`).
+def point_dataset(history: Mapping[str, np.ndarray], *, table: Table,
+                  targets: Mapping[str, np.ndarray], point: Mapping[str, Any],
+                  wall_seconds: float | None = None):
+    """One point's store: its metrics per ``step`` (and ``target``) and its scalars.
 
     Parameters
     ----------
     history : mapping
-        From :func:`ntpgeom.train.batched.metrics`: ``step`` and per-step arrays, ``L_final`` (V ×
-        m).
-    table, L_mm
-        The point's table and max-margin logits.
+        From :func:`ntpgeom.metrics.trajectory.run_metrics` (``dist_L`` against ``targets``).
+    table : Table
+        The point's table.
+    targets : mapping of str to ndarray (V, m)
+        ``L_mm`` (the point's max-margin logits) and ``S_bar``, in the order of ``history``.
     point : mapping
-        The point's full parameters (into attrs).
+        The point's full parameters (into attrs; ``d`` and ``rank_rtol`` are used here).
     """
     import xarray as xr
 
     from ntpgeom.store import provenance
 
-    per_step = {
-        "loss": "training loss (with the ridge term, if any)",
-        "ce_minus_entropy": "CE − H, the excess cross-entropy",
-        "dist_in_support": "‖P_F(L) − L*‖_F, distance of the in-support part to L*",
-        "dir_dist_mm": "‖L/‖L‖ − L^mm/‖L^mm‖‖_F, direction distance to L^mm",
-        "dir_dist_sbar": "‖L/‖L‖ − S̄/‖S̄‖‖_F, direction distance to S̄",
-        "norm_L": "‖L‖_F", "norm_W": "‖W‖_F", "norm_H": "‖H‖_F",
-    }
     obj = np.dtype(object)
+    names = list(targets)
+    data: dict[str, Any] = {k: ("step", np.asarray(history[k], dtype=float))
+                            for k in ("loss", *LOGIT_METRICS)}
+    data["dist_L"] = (("step", "target"), np.asarray(history["dist_L"], dtype=float))
+    data["L_final"] = (("token", "context"), np.asarray(history["L_final"], dtype=float))
+    for key, values in target_metrics(targets, d=int(point["d"]),
+                                      rank_rtol=float(point["rank_rtol"])).items():
+        data[key] = ("target", values)
+    data["entropy"] = ((), float(table.entropy))
     ds = xr.Dataset(
-        {k: ("step", np.asarray(history[k], dtype=float), {"long_name": v})
-         for k, v in per_step.items()},
+        data,
         coords={"step": ("step", np.asarray(history["step"], dtype=np.int64)),
+                "target": ("target", np.array(names, dtype=obj)),
                 "token": ("token", np.array(table.tokens, dtype=obj)),
                 "context": ("context", np.array(table.contexts, dtype=obj))},
     )
-    sigma = np.linalg.svd(L_mm, compute_uv=False)
-    rank = int((sigma > 1e-6 * sigma[0]).sum())
-    d = int(point["d"])
-    ds["L_final"] = (("token", "context"), np.asarray(history["L_final"], dtype=float),
-                     {"long_name": "logits W H at the last step"})
-    ds["rank_mm"] = ((), rank, {"long_name": "rank of L^mm (relative threshold 1e-6)"})
-    ds["nuclear_norm_mm"] = ((), float(sigma.sum()), {"long_name": "‖L^mm‖_*"})
-    ds["rank_limit"] = ((), rank_limited_distance(sigma, d), {
-        "long_name": "direction distance from L^mm to its best rank-d approximation: a lower "
-                     "bound on dir_dist_mm for any L of rank ≤ d"})
-    ds["entropy"] = ((), float(table.entropy), {"long_name": "H", "units": "nats"})
-    ds.attrs = provenance(dict(point), wall_seconds=wall_seconds, m=table.m, V=table.V)
+    describe(ds)
+    ds.attrs = provenance(dict(point), wall_seconds=wall_seconds, m=table.m, V=table.V,
+                          rank_rtol=float(point["rank_rtol"]))
     return ds
-
-
-def rank_limited_distance(sigma: np.ndarray, d: int) -> float:
-    """min over rank-≤d L of ‖L/‖L‖ − L^mm/‖L^mm‖‖_F, from L^mm's singular values σ.
-
-    The best direction is the truncated SVD's (Eckart–Young), at cosine c = ‖σ_{≤d}‖/‖σ‖, and
-    two unit vectors at cosine c are √(2 − 2c) apart. 0 when d ≥ rank(L^mm).
-    """
-    sigma = np.sort(np.asarray(sigma, dtype=float))[::-1]
-    c = float(np.linalg.norm(sigma[:d]) / np.linalg.norm(sigma))
-    return math.sqrt(max(0.0, 2.0 - 2.0 * min(c, 1.0)))
 
 
 def aggregate(spec: GridSpec, stores: Mapping[str, str | Path]):
@@ -463,7 +451,7 @@ def run_points(table: Table, L_mm: np.ndarray, points: Sequence[Mapping[str, Any
     import torch
 
     from ntpgeom.theory.reference import centered_support, in_support_logits
-    from ntpgeom.train.batched import checkpoint_steps, metrics, train_batch
+    from ntpgeom.train.batched import checkpoint_steps, train_batch
 
     if len({batch_key(p) for p in points}) != 1:
         raise ValueError("run_points needs points of equal shape (see batch_key)")
@@ -472,7 +460,8 @@ def run_points(table: Table, L_mm: np.ndarray, points: Sequence[Mapping[str, Any
     torch.set_num_threads(threads)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     S, P, pi = table.S(), table.P(), table.pi
-    L_star, S_bar = in_support_logits(S, P), centered_support(S)
+    L_star = in_support_logits(S, P)
+    targets = {"L_mm": L_mm, "S_bar": centered_support(S)}
     start = time.perf_counter()
     if first["model"] == "ufm":
         # float64 on CPU: the tiny problems are exact there; float32 is what a GPU runs fast.
@@ -487,9 +476,10 @@ def run_points(table: Table, L_mm: np.ndarray, points: Sequence[Mapping[str, Any
              device, wall * len(points))
     out = []
     for point, run in zip(points, runs, strict=True):
-        hist = metrics(run, S=S, P=P, pi=pi, entropy=table.entropy, L_star=L_star, L_mm=L_mm,
-                       S_bar=S_bar)
-        out.append(point_dataset(hist, table=table, L_mm=L_mm, point=point, wall_seconds=wall))
+        hist = run_metrics(run, S=S, P=P, pi=pi, entropy=table.entropy, L_star=L_star,
+                           targets=targets)
+        out.append(point_dataset(hist, table=table, targets=targets, point=point,
+                                 wall_seconds=wall))
     return out
 
 

@@ -217,35 +217,3 @@ def train_batch(P: np.ndarray, pi: np.ndarray, d: int, points: Sequence[Mapping[
     return [{"step": steps, "loss": loss_a[b], "W": Ws_a[b], "H": Hs_a[b]}
             for b in range(len(points))]
 
-
-def metrics(run: Mapping[str, np.ndarray], *, S: np.ndarray, P: np.ndarray, pi: np.ndarray,  # noqa: N803
-            entropy: float, L_star: np.ndarray, L_mm: np.ndarray, S_bar: np.ndarray  # noqa: N803
-            ) -> dict[str, np.ndarray]:
-    """The geometry of one run at each recorded step (``docs/paper.md`` §3, Metrics).
-
-    Returns ``step``, ``loss``, ``ce_minus_entropy``, ``dist_in_support`` (‖P_F(L) − L*‖_F),
-    ``dir_dist_mm`` and ``dir_dist_sbar`` (normalized Frobenius distances), ``norm_L``,
-    ``norm_W``, ``norm_H`` and ``L_final``.
-    """
-    from ntpgeom.theory.reference import project_F, reldir
-
-    out: dict[str, list[float]] = {k: [] for k in ("ce_minus_entropy", "dist_in_support",
-                                                   "dir_dist_mm", "dir_dist_sbar", "norm_L",
-                                                   "norm_W", "norm_H")}
-    Q = P * pi[None, :]
-    for W, H in zip(run["W"], run["H"], strict=True):
-        L = W @ H
-        logp = L - L.max(0, keepdims=True)
-        logp = logp - np.log(np.exp(logp).sum(0, keepdims=True))
-        out["ce_minus_entropy"].append(float(-(Q[S] * logp[S]).sum()) - entropy)
-        out["dist_in_support"].append(float(np.linalg.norm(project_F(L, S) - L_star)))
-        out["dir_dist_mm"].append(reldir(L, L_mm))
-        out["dir_dist_sbar"].append(reldir(L, S_bar))
-        out["norm_L"].append(float(np.linalg.norm(L)))
-        out["norm_W"].append(float(np.linalg.norm(W)))
-        out["norm_H"].append(float(np.linalg.norm(H)))
-    res = {k: np.asarray(v) for k, v in out.items()}
-    res["step"] = np.asarray(run["step"])
-    res["loss"] = np.asarray(run["loss"])
-    res["L_final"] = run["W"][-1] @ run["H"][-1]
-    return res

@@ -5,12 +5,9 @@ cone of order V + m, whose (V+m)(V+m+1)/2 unknowns make the memory grow fast. Th
 the paper code's anchor form (§1.5; anchor a_j = the lowest support token), vectorised into one
 equality and one inequality constraint.
 
-Traps handled here (``docs/ecosystem.md`` §3): the solver is always passed explicitly; MOSEK is used
-only after a probe solve proves a licence (an unlicensed MOSEK raises ``mosek.Error``, not a
-``cvxpy.SolverError``); ``MOSEKLM_LICENSE_FILE`` is read when cvxpy is first imported, so it must be
-in the process environment; SCS runs with ``linear_solver="qdldl"`` (MKL Pardiso's results depend
-on the thread count) and ``warm_start=False``. Clarabel is not offered: it needs GBs at PSD order
-~120 and aborts the process beyond.
+Solver choice, options, the MOSEK licence probe and the error messages are the package's one cvxpy
+layer, :mod:`ntpgeom.theory.conic` (shared with the linear model). Clarabel is not offered here:
+it needs GBs at PSD order ~120 and aborts the process beyond.
 
 The returned L is projected onto the constraint set (the solver's own iterate violates it by about
 its tolerance; the violation is kept in ``raw_max_violation``), and certified with the multipliers
@@ -19,7 +16,6 @@ of the linear constraints as dual guess (:func:`ntpgeom.theory.svm.admm.certifie
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import time
@@ -29,15 +25,14 @@ from typing import Any
 import numpy as np
 
 from ntpgeom.errors import UserError
+from ntpgeom.theory import conic
+from ntpgeom.theory.reference import constraint_violation
 
 log = logging.getLogger(__name__)
 
-#: What a missing MOSEK licence tells the user.
-MOSEK_LICENCE_HINT = (
-    "put a licence file at ~/mosek/mosek.lic or point MOSEKLM_LICENSE_FILE at one in the "
-    "environment that starts the job (it is read when cvxpy is imported; free academic "
-    "licences: https://www.mosek.com/products/academic-licenses/), or use solver auto, scs or "
-    "admm")
+#: The cvxpy solvers of the NTP-SVM in L; the ones to suggest instead of an unlicensed MOSEK.
+CVX_SOLVERS = ("scs", "mosek")
+ALTERNATIVES = "auto, scs or admm"
 
 
 @dataclass
@@ -91,63 +86,10 @@ def available_memory_mb() -> float:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
 
 
-# --- MOSEK licence -------------------------------------------------------------------------------
-
-@functools.cache
-def mosek_status() -> tuple[bool, str]:
-    """Whether MOSEK can solve here, and why not: a 2 × 2 nuclear-norm probe through cvxpy.
-
-    ``cp.installed_solvers()`` lists MOSEK whenever the package imports, licence or not, so only a
-    solve tells. Cached per process (the licence path is fixed at import anyway).
-    """
-    import cvxpy as cp
-
-    if "MOSEK" not in cp.installed_solvers():
-        return False, "the mosek package is not installed (pip install mosek)"
-    X = cp.Variable((2, 2))
-    try:
-        cp.Problem(cp.Minimize(cp.normNuc(X)), [X[0, 0] >= 1]).solve(solver=cp.MOSEK,
-                                                                       warm_start=False)
-    except Exception as err:  # mosek.Error is not a cvxpy.SolverError: catch it all
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        return False, first
-    return True, ""
-
-
-def resolve_solver(solver: str) -> str:
-    """``auto`` → ``mosek`` when licensed, else ``scs`` (with a log line); ``mosek`` unlicensed is
-    a :class:`UserError` that says how to install a licence."""
-    if solver == "auto":
-        ok, why = mosek_status()
-        if ok:
-            return "mosek"
-        log.info("svm: solver auto: MOSEK unavailable (%s); falling back to SCS", why)
-        return "scs"
-    if solver == "mosek":
-        ok, why = mosek_status()
-        if not ok:
-            raise UserError(f"svm solver mosek: MOSEK cannot solve here ({why}); "
-                            f"{MOSEK_LICENCE_HINT}")
-    return solver
-
-
 # --- the solve -----------------------------------------------------------------------------------
 
-def anchor_constraints(S: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Flat column-major indices of the anchor form: L[eq] = L[eq_anchor] (z ∈ S_j, z ≠ a_j) and
-    L[out_anchor] − L[out] ≥ 1 (v ∉ S_j), with a_j the lowest-index support token (the paper's
-    code)."""
-    V, _ = S.shape
-    anchor = np.argmax(S, axis=0)
-    z, j = np.nonzero(S)
-    keep = z != anchor[j]
-    eq, eq_anchor = z[keep] + V * j[keep], anchor[j[keep]] + V * j[keep]
-    v, jo = np.nonzero(~S)
-    return eq, eq_anchor, v + V * jo, anchor[jo] + V * jo
-
-
 def solve_cvx(support: np.ndarray, *, solver: str = "scs", eps: float = 1e-8,
-              max_iters: int = 100_000, time_limit: float | None = None,
+              max_iters: int = conic.SCS_MAX_ITERS, time_limit: float | None = None,
               memory_limit_mb: float | None = None, verbose: bool = False) -> CvxResult:
     """Solve the NTP-SVM with cvxpy and SCS or MOSEK; refuse problems that would not fit memory.
 
@@ -174,12 +116,14 @@ def solve_cvx(support: np.ndarray, *, solver: str = "scs", eps: float = 1e-8,
     """
     import cvxpy as cp
 
-    from ntpgeom.theory.reference import constraint_violation
+    # admm imports torch: not at module level, since Snakemake imports this module for every
+    # svm job's memory estimate (rules/svm_helpers.smk).
     from ntpgeom.theory.svm.admm import certified_gap, project_feasible
 
     S = np.asarray(support, dtype=bool)
     V, m = S.shape
-    name = resolve_solver(solver)
+    name = conic.resolve_solver(solver, where="svm", fallback="scs", choices=CVX_SOLVERS,
+                                alternatives=ALTERNATIVES)
     need = estimate_memory_mb(V, m, name)
     limit = available_memory_mb() if memory_limit_mb is None else memory_limit_mb
     if need > limit:
@@ -190,36 +134,10 @@ def solve_cvx(support: np.ndarray, *, solver: str = "scs", eps: float = 1e-8,
              need)
     t0 = time.perf_counter()
     L = cp.Variable((V, m))
-    flat = cp.vec(L, order="F")
-    eq, eq_anchor, out, out_anchor = anchor_constraints(S)
-    constraints = []
-    if eq.size:
-        constraints.append(flat[eq] == flat[eq_anchor])
-    constraints.append(flat[out_anchor] - flat[out] >= 1)
+    constraints = conic.anchor_form(L, S, 1)
     problem = cp.Problem(cp.Minimize(cp.normNuc(L)), constraints)
-    if name == "scs":
-        options: dict[str, Any] = {"eps_abs": eps, "eps_rel": eps, "max_iters": max_iters,
-                                   "linear_solver": "qdldl"}
-        if time_limit is not None:
-            options["time_limit_secs"] = float(time_limit)
-        solver_arg = cp.SCS
-    else:
-        options = {"mosek_params": {"MSK_DPAR_INTPNT_CO_TOL_REL_GAP": eps,
-                                    "MSK_DPAR_INTPNT_CO_TOL_PFEAS": eps,
-                                    "MSK_DPAR_INTPNT_CO_TOL_DFEAS": eps}}
-        if time_limit is not None:
-            options["mosek_params"]["MSK_DPAR_OPTIMIZER_MAX_TIME"] = float(time_limit)
-        solver_arg = cp.MOSEK
-    try:
-        problem.solve(solver=solver_arg, warm_start=False, verbose=verbose, **options)
-    except cp.error.SolverError as err:
-        raise UserError(f"svm solver {name} failed: {str(err).splitlines()[0]}; try solver "
-                        "admm") from err
-    except Exception as err:
-        if type(err).__module__.split(".")[0] == "mosek":
-            raise UserError(f"svm solver mosek: {str(err).splitlines()[0]}; "
-                            f"{MOSEK_LICENCE_HINT}") from err
-        raise
+    conic.solve(problem, name, eps=eps, where="svm", alternatives=ALTERNATIVES,
+                max_iters=max_iters, time_limit=time_limit, verbose=verbose)
     wall = time.perf_counter() - t0
     stats = problem.solver_stats
     solve_time = stats.solve_time if stats and stats.solve_time is not None else wall
@@ -231,6 +149,7 @@ def solve_cvx(support: np.ndarray, *, solver: str = "scs", eps: float = 1e-8,
     raw = np.asarray(L.value, dtype=float)
     raw_violation = max(constraint_violation(raw, S))
     X = project_feasible(raw, S)
+    eq, eq_anchor, out, out_anchor = conic.anchor_constraints(S)
     Y = np.zeros(V * m)
     if eq.size:
         nu = np.asarray(constraints[0].dual_value, dtype=float).reshape(-1)
@@ -250,18 +169,5 @@ def solve_cvx(support: np.ndarray, *, solver: str = "scs", eps: float = 1e-8,
                      options={"eps": eps, "max_iters": max_iters, "time_limit": time_limit,
                               **({"linear_solver": "qdldl"} if name == "scs" else {}),
                               "cvxpy_version": cp.__version__,
-                              "solver_version": _solver_version(name)})
-
-
-def _solver_version(name: str) -> str:
-    try:
-        if name == "scs":
-            import scs
-
-            return str(scs.__version__)
-        import mosek
-
-        return ".".join(map(str, mosek.Env.getversion()))
-    except Exception:  # a version string is provenance, never worth failing a solve
-        return "unknown"
+                              "solver_version": conic.solver_version(name)})
 
