@@ -28,7 +28,7 @@ from ntpgeom.errors import UserError
 __all__ = ["dataset_section", "format_error", "key_path", "load_schema", "merge", "validate"]
 
 _MAX_VALUE = 60   # characters of a value's repr in a message (a whole section would be unreadable)
-_MAX_LISTED = 12  # allowed values listed in full; beyond this only the nearest ones
+_MAX_LISTED = 24  # allowed values listed in full; beyond this only the nearest ones
 
 
 @functools.cache
