@@ -118,6 +118,15 @@ def test_format_error_of_a_nested_list_item():
     assert key_path("", []) == "config" and key_path("", ["a", 0, "b"]) == "a[0].b"
 
 
+def test_a_long_list_of_choices_keeps_the_nearest():
+    names = [f"name{i:02d}" for i in range(40)]
+    with pytest.raises(UserError) as err:
+        validate({"x": "name07x"}, {"type": "object", "properties": {"x": {"enum": names}}})
+    message = str(err.value)
+    assert message.startswith("x: 'name07x' is not allowed; did you mean `name07`? allowed: name07")
+    assert message.endswith(", …") and message.count("name") == 2 + 24
+
+
 def test_merge_is_deep_and_copies():
     base = {"a": {"x": 1, "y": [1]}, "b": 2}
     out = merge(base, {"a": {"x": 5}, "c": 3})
