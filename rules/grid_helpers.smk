@@ -50,11 +50,11 @@ def _code_digest(paths):
     return digest.hexdigest()
 
 
-# The package sources a point runs (transformer points train through `train` and `model`), as one
+# The package sources a point runs (every point trains through the `train` package's engine), as one
 # digest param rather than ~10 inputs per point: Snakemake matches every input of every job against
 # every rule's outputs, which made a 1,000-point dry-run 2x slower. Editing any of them changes the
 # digest, and the `params` rerun trigger reruns every point.
-GRID_POINT_CODE = _code_digest(src_files("studies/grid", "metrics", "train/batched", "theory/reference", "train/training", "train/model"))
+GRID_POINT_CODE = _code_digest(src_files("studies/grid", "metrics", "theory/reference", "train"))
 
 
 def grid_targets():

@@ -40,7 +40,7 @@ rule linear_train:
     input:
         table="results/{dataset}/table.zarr",
         reference="results/{dataset}/linear/{embedding}/reference.zarr",
-        code=src_files("theory/reference", "theory/linear", "theory/conic", "metrics", "studies/linear", "train/training", "train/model"),
+        code=src_files("theory/reference", "theory/linear", "theory/conic", "metrics", "studies/linear", "train"),
     output:
         train=directory("results/{dataset}/linear/{embedding}/train/{optimizer}.zarr"),
     log:

@@ -9,7 +9,7 @@ include: "train_helpers.smk"
 rule train:
     input:
         table=rules.build_table.output.table,
-        code=src_files("train/model", "train/training"),
+        code=src_files("train"),
     output:
         store=directory("results/{dataset}/train/{model}/{run}.zarr"),
     log:

@@ -12,7 +12,7 @@ _TRAIN_RUNS = {}
 
 
 def _train_runs(dataset):
-    """{(model, run): settings for ntpgeom.train.training.TrainConfig} of one dataset."""
+    """{(model, run): settings for ntpgeom.train.config.TrainConfig} of one dataset."""
     if dataset not in _TRAIN_RUNS:
         section = dataset_section(dataset, "train")
         shared = {k: v for k, v in section.items() if k not in ("models", "d", "seeds", "ridge")}

@@ -20,6 +20,7 @@ import itertools
 import json
 import logging
 import math
+import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -420,9 +421,54 @@ def _coord(values: Sequence[Any]) -> np.ndarray:
 
 
 # -- running points ------------------------------------------------------------------------------
+def point_config(point: Mapping[str, Any], *, device: str, threads: int = 1):
+    """The :class:`ntpgeom.train.config.TrainConfig` of a grid point: the training stage's run of
+    the same settings, seed and initial draw.
+
+    The grid's optimizers are the stage's: ``gd`` and ``adam`` with the ridge λ(‖W‖² + ‖H‖²) in
+    the loss, ``adamw`` with decoupled decay λ; no LR schedule. float64 on CPU (the tiny problems
+    are exact there), float32 on CUDA (what a GPU runs fast), for every model. Only the first and
+    last steps are traced: a point's series are its ``checkpoints``.
+    """
+    from ntpgeom.train.config import TrainConfig  # torch: not at the workflow's parse time
+
+    decoupled = point["optimizer"] == "adamw"
+    return TrainConfig.from_dict({
+        "model": point["model"], "d": point["d"], "epochs": point["epochs"],
+        "optimizer": point["optimizer"], "lr": float(point["lr"]),
+        "weight_decay": float(point["lambda"]) if decoupled else 0.0,
+        "ridge": 0.0 if decoupled else float(point["lambda"]), "milestones": [],
+        "seed": point["seed"], "device": device, "threads": threads,
+        "dtype": "float64" if device.startswith("cpu") else "float32",
+        "trace_every": max(int(point["epochs"]), 1),
+    }, where="grid point")
+
+
+def train_points(table: Table, points: Sequence[Mapping[str, Any]], *, device: str,
+                 threads: int = 1) -> list[Any]:
+    """Train equal-shape points through the engine; one :class:`~ntpgeom.train.trajectory.
+    Trajectory` per point, W and H kept at the points' ``checkpoints`` log-spaced steps.
+
+    UFM points train together, B of them in one ``vmap``-ed step
+    (:func:`ntpgeom.train.engine.fit_runs`); transformer points one by one through the module
+    backend, so that each equals, bit for bit on CPU, the training stage's run of its settings
+    (a batched transformer reduces in another order).
+    """
+    from ntpgeom.train.config import checkpoint_steps
+    from ntpgeom.train.engine import fit, fit_runs
+
+    configs = [point_config(p, device=device, threads=threads) for p in points]
+    first = points[0]
+    steps = checkpoint_steps(first["epochs"], count=first["checkpoints"])
+    if first["model"] == "transformer":
+        return [fit(table, c, progress=False, steps=steps) for c in configs]
+    return fit_runs(table, configs, progress=False, steps=steps)
+
+
 def run_points(table: Table, L_mm: np.ndarray, points: Sequence[Mapping[str, Any]], *,  # noqa: N803
                device: str | None = None, threads: int = 1) -> list[Any]:
-    """Train equal-shape points together and return each point's store dataset.
+    """Train equal-shape points together (:func:`train_points`) and return each point's store
+    dataset.
 
     Parameters
     ----------
@@ -437,72 +483,33 @@ def run_points(table: Table, L_mm: np.ndarray, points: Sequence[Mapping[str, Any
     threads : int
         CPU threads for torch (the rule's ``threads``; torch's default, every core, oversubscribes
         the machine when Snakemake runs several points at once).
-
-    Notes
-    -----
-    UFM points train in :mod:`ntpgeom.train.batched` (all of ``points`` in one vmap-ed step);
-    transformer
-    points train one by one through the training stage (:func:`ntpgeom.train.training.fit`), with
-    its
-    checkpoint steps (3 per decade) instead of ``checkpoints``.
     """
-    import time
-
-    import torch
+    import torch  # the points' jobs only, not the workflow's parse time
 
     from ntpgeom.theory.reference import centered_support, in_support_logits
-    from ntpgeom.train.batched import checkpoint_steps, train_batch
 
     if len({batch_key(p) for p in points}) != 1:
         raise ValueError("run_points needs points of equal shape (see batch_key)")
     first = points[0]
     table.check_for_theory("grid point table")
-    torch.set_num_threads(threads)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     S, P, pi = table.S(), table.P(), table.pi
     L_star = in_support_logits(S, P)
     targets = {"L_mm": L_mm, "S_bar": centered_support(S)}
     start = time.perf_counter()
-    if first["model"] == "ufm":
-        # float64 on CPU: the tiny problems are exact there; float32 is what a GPU runs fast.
-        dtype = torch.float64 if device == "cpu" else torch.float32
-        steps = checkpoint_steps(first["epochs"], first["checkpoints"])
-        runs = train_batch(P, pi, first["d"], points, epochs=first["epochs"], steps=steps,
-                           device=device, dtype=dtype)
-    else:
-        runs = [_train_stage_run(table, p, device=device, threads=threads) for p in points]
+    trajs = train_points(table, points, device=device, threads=threads)
     wall = (time.perf_counter() - start) / len(points)
     log.info("trained %d point(s) of shape %s on %s in %.1f s", len(points), batch_key(first),
              device, wall * len(points))
     out = []
-    for point, run in zip(points, runs, strict=True):
+    for point, traj in zip(points, trajs, strict=True):
+        values = np.stack(traj.metrics).astype(np.float64)  # (steps, 3): CE, ‖W‖, ‖H‖
+        ridge = 0.0 if point["optimizer"] == "adamw" else float(point["lambda"])
+        run = {"step": np.asarray(traj.step, dtype=np.int64),
+               "loss": values[:, 0] + ridge * (values[:, 1] ** 2 + values[:, 2] ** 2),
+               "W": np.stack(traj.W).astype(np.float64), "H": np.stack(traj.H).astype(np.float64)}
         hist = run_metrics(run, S=S, P=P, pi=pi, entropy=table.entropy, L_star=L_star,
                            targets=targets)
         out.append(point_dataset(hist, table=table, targets=targets, point=point,
                                  wall_seconds=wall))
     return out
-
-
-def _train_stage_run(table: Table, point: Mapping[str, Any], *, device: str, threads: int
-                     ) -> dict[str, np.ndarray]:
-    """One point trained by the training stage (:func:`ntpgeom.train.training.fit`), as a batched
-    run.
-
-    The grid's optimizers map onto the stage's: ``gd`` → GD with ridge λ, ``adam`` → AdamW without
-    decay and with ridge λ, ``adamw`` → AdamW with decay λ; no LR schedule (as the UFM points).
-    """
-    from ntpgeom.train.training import TrainConfig, fit
-
-    decoupled = point["optimizer"] == "adamw"
-    config = TrainConfig.from_dict({
-        "model": point["model"], "d": point["d"], "epochs": point["epochs"],
-        "optimizer": "gd" if point["optimizer"] == "gd" else "adamw", "lr": float(point["lr"]),
-        "weight_decay": float(point["lambda"]) if decoupled else 0.0,
-        "ridge": 0.0 if decoupled else float(point["lambda"]), "milestones": [],
-        "seed": point["seed"], "device": device, "threads": threads,
-    }, where="grid point")
-    traj = fit(table, config, progress=False)
-    metrics = np.stack(traj.metrics).astype(np.float64)  # (steps, 3): CE, ‖W‖, ‖H‖
-    loss = metrics[:, 0] + config.ridge * (metrics[:, 1] ** 2 + metrics[:, 2] ** 2)
-    return {"step": np.asarray(traj.step, dtype=np.int64), "loss": loss,
-            "W": np.stack(traj.W).astype(np.float64), "H": np.stack(traj.H).astype(np.float64)}
