@@ -1,14 +1,37 @@
 # Helpers shared by every stage: config validation, per-dataset config sections, package
 # sources as tracked inputs, and the one place where target lists are built.
-import copy
+import os
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+
+from ntpgeom import config as _config
+from ntpgeom.errors import UserError
+
+SCHEMAS = Path(workflow.basedir) / "schemas"
+PACKAGE = Path(workflow.basedir) / "src" / "ntpgeom"
+# The sections a dataset entry may override (each has schemas/<section>.schema.yaml).
+SECTIONS = ("table", "svm", "train", "geometry", "linear")
 
 
-validate(config, schema="../schemas/config.schema.yaml")
+def _refuse(err):
+    """Stop on a config mistake with its one line and nothing else.
+
+    A WorkflowError raised here would be printed with Snakemake's header and the .smk frames
+    it passed through; a config mistake is the user's, not the workflow's, so it gets the same
+    one line as a UserError on the command line (ntpgeom.cli) and exit status 1.
+    """
+    print(f"config: {err}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+# The whole config first (unknown keys at every level, dataset entries), with one-line errors
+# from ntpgeom.config instead of Snakemake's validate, which appends the whole schema.
+try:
+    _config.validate(config, SCHEMAS / "config.schema.yaml")
+except UserError as err:
+    _refuse(err)
 
 DATASETS = list(config["datasets"])
 # Folders the workflow writes at the top of results/ beside the datasets' results/<name>/: a
@@ -16,28 +39,26 @@ DATASETS = list(config["datasets"])
 RESERVED_DATASET_NAMES = ("figures", "grid", "report")
 _reserved = [name for name in DATASETS if name.lower() in RESERVED_DATASET_NAMES]
 if _reserved:
-    # One line and exit 1, like every config mistake (no Snakemake header or .smk frames).
-    print(f"config: datasets.{_reserved[0]}: the name is reserved (results/{_reserved[0]}/ "
-          f"holds other results; reserved: {', '.join(RESERVED_DATASET_NAMES)}); rename the "
-          "dataset", file=sys.stderr, flush=True)
-    raise SystemExit(1)
-SCHEMAS = Path(workflow.basedir) / "schemas"
-PACKAGE = Path(workflow.basedir) / "src" / "ntpgeom"
+    _refuse(f"datasets.{_reserved[0]}: the name is reserved (results/{_reserved[0]}/ holds other "
+            f"results; reserved: {', '.join(RESERVED_DATASET_NAMES)}); rename the dataset")
+
+
+def _from_workflow_dir(path):
+    """A relative corpus path as the user meant it, from the workflow folder (the repository
+    root), written relative to the working directory so that it is unchanged (and the params
+    stay the same) when snakemake runs from the root; an absolute path is kept."""
+    if os.path.isabs(path):
+        return path
+    return os.path.relpath(Path(workflow.basedir) / path)
+
+
+for _entry in config["datasets"].values():
+    if "text" in _entry:
+        _entry["text"]["path"] = _from_workflow_dir(_entry["text"]["path"])
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS) or "none",
-
-
-def _merge(base, override):
-    """Deep-merge override into a copy of base (dicts merge, everything else replaces)."""
-    out = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def canonical(value):
@@ -62,13 +83,21 @@ def dataset_section(dataset, section):
     """config[section] overridden by config["datasets"][dataset][section], validated with defaults."""
     key = (dataset, section)
     if key not in _SECTIONS:
-        merged = _merge(config.get(section, {}), config["datasets"][dataset].get(section, {}))
         try:
-            validate(merged, schema=str(SCHEMAS / f"{section}.schema.yaml"))
-        except Exception as err:  # a schema failure names the dataset and section
-            raise WorkflowError(f"config: datasets.{dataset}.{section} / {section}: {err}")
+            merged = _config.dataset_section(config, dataset, section,
+                                             SCHEMAS / f"{section}.schema.yaml")
+        except UserError as err:
+            _refuse(err)
+        if section == "table" and merged["tokenizer"].get("path"):
+            merged["tokenizer"]["path"] = _from_workflow_dir(merged["tokenizer"]["path"])
         _SECTIONS[key] = merged
     return _SECTIONS[key]
+
+
+# Every dataset's sections now, so that a bad key fails the parse even when no job needs it.
+for _dataset in DATASETS:
+    for _section in SECTIONS:
+        dataset_section(_dataset, _section)
 
 
 def src_files(*modules):

@@ -13,11 +13,14 @@ def _parse_grids():
         try:
             grids[name] = parse_grid(name, entry or {}, datasets=DATASETS)
         except UserError as err:
-            raise WorkflowError(f"config: {err}") from None
+            _refuse(err)
     if grids:
         # set_default=False: the schema documents the point defaults, GridSpec applies them.
-        validate({"grids": config["grids"]}, schema="../schemas/grid.schema.yaml",
-                 set_default=False)
+        try:
+            _config.validate({"grids": config["grids"]}, SCHEMAS / "grid.schema.yaml",
+                             set_default=False)
+        except UserError as err:
+            _refuse(err)
     return grids
 
 
