@@ -4,15 +4,13 @@
 # exactly the points that changed (`--rerun-triggers params`), and editing the package reruns all
 # of them (a digest of its sources is a param of every point).
 
-include: "grid_helpers.smk"
-
 
 # -----------------------------------------------------------------------------------------------
 rule grid_point:
     input:
         unpack(grid_point_input),
     output:
-        point=directory("results/grid/{grid}/points/{point}.zarr"),
+        point=directory(GRID_POINT),
     log:
         "logs/grid/{grid}/points/{point}.log",
     wildcard_constraints:
@@ -41,7 +39,7 @@ for _grid, _batches in GRID_BATCHES.items():
                 table=grid_batch_table(_grid, _patterns),
                 svm=grid_batch_svm(_grid, _patterns),
             output:
-                points=[directory(f"results/grid/{_grid}/points/{p}.zarr") for p in _patterns],
+                points=[directory(fill(GRID_POINT, grid=_grid, point=p)) for p in _patterns],
             log:
                 f"logs/grid/{_grid}/batches/{_i}.log",
             params:
@@ -63,7 +61,7 @@ rule grid_aggregate:
         points=grid_point_stores,
         code=src_files("studies/grid"),
     output:
-        grid=directory("results/grid/{grid}.zarr"),
+        grid=directory(GRID),
     log:
         "logs/grid/{grid}.log",
     params:
@@ -80,10 +78,10 @@ rule grid_aggregate:
 
 rule grid_figure:
     input:
-        grid="results/grid/{grid}.zarr",
+        grid=rules.grid_aggregate.output.grid,
         code=src_files("studies/grid", "plots/grid_figures"),
     output:
-        png="results/grid/figures/{grid}.png",
+        png=GRID_FIGURE,
     log:
         "logs/grid/figures/{grid}.log",
     params:

@@ -4,19 +4,16 @@
 # results/{dataset}/figures/semantics/{model}/{run}/<name>.png. Only with a `semantics` section.
 
 
-include: "semantics_helpers.smk"
-
-
 # -----------------------------------------------------------------------------------------------
 rule semantics:
     input:
-        train="results/{dataset}/train/{model}/{run}.zarr",
-        table="results/{dataset}/table.zarr",
-        reference="results/{dataset}/reference.zarr",
+        train=rules.train.output.store,
+        table=rules.build_table.output.table,
+        reference=rules.reference.output.reference,
         svm=semantics_svm,
         code=src_files("theory/reference", "metrics"),
     output:
-        semantics=directory("results/{dataset}/semantics/{model}/{run}.zarr"),
+        semantics=directory(SEMANTICS),
     log:
         "logs/{dataset}/semantics/{model}/{run}.log",
     benchmark:
@@ -42,16 +39,16 @@ for _figure in SEMANTICS_FIGURES:
         name:
             f"fig_semantics_{_figure}"
         input:
-            store="results/{dataset}/semantics/{model}/{run}.zarr",
+            store=rules.semantics.output.semantics,
             code=src_files("plots/figures", "plots/figio", "plots/semantics_figures"),
         output:
             png=report(
-                f"results/{{dataset}}/figures/semantics/{{model}}/{{run}}/{_figure}.png",
+                fill(SEMANTICS_FIGURE, name=_figure, ext="png"),
                 caption=f"../report/semantics_{_figure}.rst",
                 category="Semantics",
                 subcategory="{dataset} / {model} / {run}",
             ),
-            pdf=f"results/{{dataset}}/figures/semantics/{{model}}/{{run}}/{_figure}.pdf",
+            pdf=fill(SEMANTICS_FIGURE, name=_figure, ext="pdf"),
         log:
             f"logs/{{dataset}}/figures/semantics/{{model}}/{{run}}/{_figure}.log",
         wildcard_constraints:

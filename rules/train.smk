@@ -2,8 +2,6 @@
 # (UFM and transformer; runs = d × ridge × seed of the dataset's `train` section).
 
 
-include: "train_helpers.smk"
-
 
 # -----------------------------------------------------------------------------------------------
 rule train:
@@ -11,7 +9,7 @@ rule train:
         table=rules.build_table.output.table,
         code=src_files("train"),
     output:
-        store=directory("results/{dataset}/train/{model}/{run}.zarr"),
+        store=directory(TRAIN),
     log:
         "logs/{dataset}/train/{model}/{run}.log",
     benchmark:

@@ -328,3 +328,59 @@ def test_init_scale_is_validated():
         TrainConfig.from_dict({"init_scale": -1.0})
     assert "init_scale" not in TrainConfig().hyperparameters()   # default run unchanged
     assert TrainConfig(init_scale=1e-3).hyperparameters()["init_scale"] == 1e-3
+
+
+# -- the stage end to end -------------------------------------------------------------------------
+@pytest.mark.slow
+def test_workflow_semantics_stage(tmp_path):
+    """config → table → S̄, L^mm → a small-init UFM run → semantics store and its figures, with
+    the run named by its init_scale; the store shows the toy's learning order."""
+    from fixture_stores import snakemake
+
+    from ntpgeom.store import open_store
+
+    (tmp_path / "config.yaml").write_text(
+        "datasets:\n"
+        "  toy:\n"
+        "    source: synthetic\n"
+        "    synthetic: {kind: hierarchy}\n"
+        "    semantics: {max_k: 3}\n"
+        "svm: {solvers: [admm]}\n"
+        "train: {models: [ufm], d: [16], init_scale: [1.0e-2], optimizer: gd, lr: 2.0,\n"
+        "        weight_decay: 0.0, milestones: [], epochs: 150, checkpoints_per_decade: 30,\n"
+        "        device: cpu}\n")
+    run = "results/toy/semantics/ufm/d16-init0.01-seed0.zarr"
+    figs = [f"results/toy/figures/semantics/ufm/d16-init0.01-seed0/{n}.png"
+            for n in ("strength", "order", "clusters")]
+    done = snakemake(tmp_path, run, *figs)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    ds = open_store(tmp_path / run)
+    t = ds["learn_step"].sel(target="S_bar").values
+    assert (np.diff(t) >= 0).all() and t[0] < t[1] < t[3]
+    assert ds["ari_W"].values[0, 0] == pytest.approx(1.0)
+    assert all((tmp_path / f).stat().st_size > 0 for f in figs)
+
+
+# -- semantics.md checks 2 and 3 on the toy --------------------------------------------------------
+def test_initial_gradient_is_minus_s_bar_over_n():
+    # Check 2: each support pair once ⇒ ∇_L CE(0) = −S̄/n exactly (torch autograd of the CE).
+    import torch
+
+    L = torch.zeros(TOY.V, TOY.m, dtype=torch.float64, requires_grad=True)
+    P, pi = torch.from_numpy(TOY.P()), torch.from_numpy(TOY.pi)
+    ce = -(pi * (P * torch.log_softmax(L, dim=0)).sum(0)).sum()
+    ce.backward()
+    np.testing.assert_allclose(L.grad.numpy(), -S_BAR / TOY.n, atol=1e-15)
+
+
+def test_l_mm_is_s_bar_on_the_toy():
+    # Check 3: the certified ADMM solution has ‖L^mm‖_* = ‖S̄‖_* = √7 + 2√3 + 4 = 10.10985 and
+    # the same direction (normalised distance < 1e-6).
+    from ntpgeom.theory.reference import reldir
+    from ntpgeom.theory.svm import solve
+
+    ds = solve(TOY, solver="admm", device="cpu")
+    L = ds["L_mm"].transpose("token", "context").values
+    assert np.linalg.svd(L, compute_uv=False).sum() == pytest.approx(7 ** .5 + 2 * 3 ** .5 + 4,
+                                                                     rel=1e-6)
+    assert reldir(L, S_BAR) < 1e-6
