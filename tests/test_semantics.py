@@ -242,6 +242,9 @@ def test_semantics_store_on_the_toy(tmp_path):
     # Every checkpoint from the first learning step on has the root split (check 9).
     after = ds["step"].values >= t[0]
     np.testing.assert_allclose(ds["ari_W_steps"].values[after, 0, 0], 1.0)
+    # Check 10, broad before fine: the levels are resolved in order.
+    r = ds["resolve_step"].values
+    assert not np.isnan(r).any() and r[0] < r[1] < r[2]
     poles = {ds["pole_pos_W"].values[0], ds["pole_neg_W"].values[0]}
     assert any("oak" in p for p in poles) and any("dog" in p for p in poles)
     write_store(ds, tmp_path / "s.zarr")

@@ -188,6 +188,27 @@ def adjusted_rand(clusters: np.ndarray, labels: np.ndarray) -> np.ndarray:
                      for c in clusters])
 
 
+def resolve_steps(steps: Sequence[int], ari_steps: np.ndarray, strength: np.ndarray,
+                  blocks: np.ndarray, K: int, theta: float = THETA) -> np.ndarray:
+    """Per level ℓ (semantics.md check 10): the first step at which the clusters at the first k
+    of S̄'s block ℓ match level ℓ (ARI = 1 to 1e-9) *and* that block's strength is ≥ θ; NaN if
+    never, or if S̄ has fewer blocks than levels (level ℓ ↔ block ℓ, as in a balanced tree).
+
+    ``ari_steps`` (steps, K, levels), ``strength`` (steps, r) and ``blocks`` (r,) of S̄.
+    """
+    steps = np.asarray(steps, dtype=np.float64)
+    levels = ari_steps.shape[2]
+    out = np.full(levels, np.nan)
+    for lv in range(levels):
+        modes = np.flatnonzero(blocks == lv)
+        if modes.size == 0 or modes[0] >= K:
+            continue
+        ok = (ari_steps[:, modes[0], lv] >= 1 - 1e-9) & (strength[:, modes[0]] >= theta)
+        if ok.any():
+            out[lv] = steps[np.argmax(ok)]
+    return out
+
+
 def pole_names(Y: np.ndarray, names: Sequence[str], top: int = 3) -> tuple[list[str], list[str]]:
     """Per direction i: the ``top`` names with the largest positive and the most negative y_i
     (", "-joined; words at 0 are not on either pole)."""
@@ -327,6 +348,8 @@ def run_semantics(train, table, reference, svm=None, *, theta: float = THETA, ma
                                                    k_used, zero_rtol)[0][0], labels)
                     for i in range(len(steps))]
         data["ari_W_steps"] = (("step", "k", "level"), np.stack(per_step))
+        data["resolve_step"] = ("level", resolve_steps(
+            steps, np.stack(per_step), strength[0], block[0], K, theta))
         coords["level"] = np.arange(1, labels.shape[1] + 1)
     ds = xr.Dataset(data, coords=coords)
     describe(ds)

@@ -109,6 +109,8 @@ VOCABULARY: dict[str, tuple[str, str]] = {
     "ari_W_in_S_bar": ("adjusted Rand index of orthant_W_in_S_bar against token_label", "1"),
     "ari_kmeans_W": ("adjusted Rand index of kmeans_W against token_label", "1"),
     "ari_target_W": ("adjusted Rand index of orthant_target_W against token_label", "1"),
+    "resolve_step": ("first step at which level ℓ's clusters match and its block of S̄ is "
+                     "learned (ā ≥ θ)", "steps"),
     "ari_W_steps": ("adjusted Rand index of the orthant clusters of W at each checkpoint", "1"),
 }
 

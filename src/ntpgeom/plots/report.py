@@ -201,6 +201,7 @@ def semantics_numbers(ds) -> dict[str, Any]:
         out["ari"] = {name: ds[name].values.tolist()
                       for name in ("ari_W", "ari_W_in_S_bar", "ari_kmeans_W")}
         out["ari_target"] = ds["ari_target_W"].sel(target="S_bar").values.tolist()
+        out["resolve"] = [float(v) for v in ds["resolve_step"].values]
     return out
 
 
@@ -240,6 +241,10 @@ def _semantics_section(key: str, num: Mapping[str, Any],
         parts.append("<p>Adjusted Rand index against the ground truth (each word's ancestor at "
                      "each level):</p>")
         parts.append(_table(header, rows))
+        parts.append("<p>Broad before fine: the step at which each level's clusters match the "
+                     "ground truth and its block of S̄ is learned: "
+                     + ", ".join(f"level {i + 1}: {_fmt(v)}" for i, v in enumerate(num["resolve"]))
+                     + ".</p>")
     parts += [_figure(f"semantics {key}", name, png, captions.get(f"semantics_{name}", ""))
               for name, png in figures]
     return parts
