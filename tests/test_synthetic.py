@@ -80,7 +80,11 @@ def test_hierarchy_toy_is_the_specs_toy():
     assert sorted(S.sum(0)) == [1] * 8 + [2] * 4 + [4] * 2 + [8]
     assert (t.pair_count == 1).all()
     # S̄'s spectrum, §4.3: rank 7, σ = √7, √3 (×2), 1 (×4), closed form of the balanced tree.
-    sigma = np.linalg.svd(centered_support(S), compute_uv=False)
+    S_bar = centered_support(S)
+    # Check 1: columns sum to 0, the full-support "grows" column is 0, rank V − 1 = 7.
+    np.testing.assert_allclose(S_bar.sum(0), 0, atol=1e-12)
+    assert not S_bar[:, t.contexts.index("grows")].any()
+    sigma = np.linalg.svd(S_bar, compute_uv=False)
     np.testing.assert_allclose(sigma, [7 ** .5, 3 ** .5, 3 ** .5, 1, 1, 1, 1, 0], atol=1e-12)
     col = {c: S[:, j] for j, c in enumerate(t.contexts)}
     words = np.array(t.tokens)
