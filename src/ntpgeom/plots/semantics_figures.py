@@ -70,7 +70,8 @@ def order(ds):
 
 
 def clusters(ds):
-    """Words on the trained L's two top concept directions, coloured by orthant cluster."""
+    """Words on the trained L's two top concept directions, coloured by their cluster at k = 2;
+    the clusters at the largest k listed beside."""
     fig, axes = _new(1, 2, (11, 4.6))
     ids = ds["orthant_W"].values[-1]
     k_used = int(ds["k_used"].values[-1])
@@ -101,7 +102,9 @@ def clusters(ds):
     Y = ds["coord_W"].values
     x = Y[:, 0]
     y = Y[:, 1] if Y.shape[1] > 1 else np.zeros_like(x)
-    ax.scatter(x, y, c=[f"C{c % 10}" for c in ids], s=18)
+    # Coloured by the clusters at k = 2 (the two axes' orthants, with k's block taken whole).
+    colour = ds["orthant_W"].values[min(1, ds.sizes["k"] - 1)]
+    ax.scatter(x, y, c=[f"C{c % 10}" for c in colour], s=18)
     for z in range(min(len(tokens), 60)):
         ax.annotate(tokens[z], (x[z], y[z]), fontsize=6, alpha=0.7)
     ax.axhline(0, color="grey", lw=0.5)
