@@ -228,11 +228,9 @@ def svm_rank_rtol(wildcards):
 
 
 def svm_params(wildcards):
-    """solve()'s keyword arguments for this solver, and the resolved section for provenance."""
-    from ntpgeom.theory.svm import solve_options
-
-    section = dataset_section(wildcards.dataset, "svm")
-    return {"solve": solve_options(section, wildcards.solver), "config": {"svm": section}}
+    """The dataset's validated `svm` section (the script builds ntpgeom.theory.svm.SvmConfig
+    from it; the store's provenance records it)."""
+    return {"svm": dataset_section(wildcards.dataset, "svm")}
 
 
 def _table_size(path):

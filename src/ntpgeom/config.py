@@ -7,13 +7,21 @@ bad value, and the allowed values or the nearest valid key (``did you mean `tabl
 
 The validator fills in the schema's defaults while it checks (as Snakemake's does), so a section
 read after :func:`validate` has every key.
+
+Each section then becomes a frozen dataclass (:func:`from_section`): ``TableConfig``,
+``SvmConfig``, ``TrainConfig``, ``GeometryConfig``, in the module of their stage. The dataclass
+states each default once; the CLI's options and the package functions' keyword defaults read
+it, and the schema's ``default:`` documents the same value (a test proves they agree:
+:func:`schema_defaults` against :func:`dataclass_defaults`).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import functools
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +33,8 @@ from jsonschema.exceptions import ValidationError
 
 from ntpgeom.errors import UserError
 
-__all__ = ["dataset_section", "format_error", "key_path", "load_schema", "merge", "validate"]
+__all__ = ["dataclass_defaults", "dataset_section", "format_error", "from_section", "key_path",
+           "load_schema", "merge", "schema_defaults", "to_section", "validate"]
 
 _MAX_VALUE = 60   # characters of a value's repr in a message (a whole section would be unreadable)
 _MAX_LISTED = 24  # allowed values listed in full; beyond this only the nearest ones
@@ -265,3 +274,59 @@ def dataset_section(config: Mapping[str, Any], dataset: str, section: str,
                     if k not in _allowed_keys(error.schema)][:1]
     where = f"datasets.{dataset}.{section}" if override and _has_path(override, probe) else section
     raise UserError(format_error(error, where))
+
+
+
+# -- sections as dataclasses ----------------------------------------------------------------------
+def schema_defaults(schema: Mapping[str, Any] | str | Path) -> dict[str, Any]:
+    """The section the schema makes of an empty one: every key with a ``default:``, filled."""
+    return validate({}, schema)
+
+
+def from_section(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    """A frozen section dataclass from a config mapping (a validated section, or part of one).
+
+    Missing keys take the dataclass's defaults; a field whose type is itself a dataclass
+    (``SvmConfig.admm``) is built from its sub-mapping; a ``tuple`` field takes a list. Values
+    are kept as given otherwise (``4`` stays an int), so that ``to_section`` gives back the
+    mapping the store's provenance records.
+
+    Raises
+    ------
+    UserError
+        An unknown key, named with its path and the nearest valid key.
+    """
+    if isinstance(values, cls):
+        return values
+    if not isinstance(values, Mapping):
+        raise UserError(f"{where}: {_show(values)} is not a mapping of settings")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise UserError(f"{where}.{key}: unknown key; " + _choices(sorted(fields), key))
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            value = from_section(kind, value or {}, f"{where}.{key}")
+        elif typing.get_origin(kind) is tuple and isinstance(value, list):
+            value = tuple(value)
+        out[key] = value
+    return cls(**out)
+
+
+def to_section(instance: Any) -> dict[str, Any]:
+    """A section dataclass as the plain mapping of the config (tuples as lists, nested dicts)."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(instance))
+
+
+def dataclass_defaults(cls: type) -> dict[str, Any]:
+    """The defaults of a section dataclass as a config mapping (:func:`to_section` of ``cls()``)."""
+    return to_section(cls())
