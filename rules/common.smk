@@ -37,6 +37,8 @@ def _refuse(err):
 # The whole config first (unknown keys at every level, dataset entries), with one-line errors
 # from ntpgeom.config instead of Snakemake's validate, which appends the whole schema.
 try:
+    # `--config grid_batch_gpu=false` arrives as the string "false" (Snakemake parses only False).
+    _config.command_line_booleans(config, SCHEMAS / "config.schema.yaml")
     _config.validate(config, SCHEMAS / "config.schema.yaml")
 except UserError as err:
     _refuse(err)
@@ -648,7 +650,7 @@ def grid_batch_gpu(grid, patterns):
 
 
 # Batched grids are meant for a GPU; `--config grid_batch_gpu=false` runs them on CPU cores.
-GRID_BATCH_GPU = bool(config.get("grid_batch_gpu", True))
+GRID_BATCH_GPU = config["grid_batch_gpu"]  # validated: a bool, default from the schema
 
 
 def grid_point_gpu(wildcards):

@@ -33,8 +33,9 @@ from jsonschema.exceptions import ValidationError
 
 from ntpgeom.errors import UserError
 
-__all__ = ["dataclass_defaults", "dataset_section", "format_error", "from_section", "key_path",
-           "load_schema", "merge", "schema_defaults", "to_section", "validate"]
+__all__ = ["command_line_booleans", "dataclass_defaults", "dataset_section", "format_error",
+           "from_section", "key_path", "load_schema", "merge", "schema_defaults", "to_section",
+           "validate"]
 
 _MAX_VALUE = 60   # characters of a value's repr in a message (a whole section would be unreadable)
 _MAX_LISTED = 24  # allowed values listed in full; beyond this only the nearest ones
@@ -223,6 +224,29 @@ def validate(instance: Any, schema: Mapping[str, Any] | str | Path, *, where: st
     if errors:
         raise UserError(format_error(_best(errors), where))
     return instance
+
+
+#: How ``snakemake --config key=value`` spells a boolean: it parses only ``True``/``False`` itself
+#: and hands ``true``, ``false`` (the YAML spelling the README uses) over as strings.
+_BOOLEAN_WORDS = {"true": True, "false": False}
+
+
+def command_line_booleans(config: dict[str, Any], schema: Mapping[str, Any] | str | Path
+                          ) -> dict[str, Any]:
+    """Turn the top-level booleans that ``--config key=true|false`` gave as strings into bools.
+
+    Only keys whose schema type is ``boolean`` and whose value is one of those two words (any
+    case) change; anything else is left for :func:`validate` to refuse. Modifies ``config`` in
+    place (Snakemake's config object) and returns it.
+    """
+    if not isinstance(schema, Mapping):
+        schema = load_schema(schema)
+    for key, sub in schema.get("properties", {}).items():
+        value = config.get(key)
+        if (isinstance(sub, Mapping) and sub.get("type") == "boolean" and isinstance(value, str)
+                and value.lower() in _BOOLEAN_WORDS):
+            config[key] = _BOOLEAN_WORDS[value.lower()]
+    return config
 
 
 def merge(base: Mapping[str, Any] | None, override: Mapping[str, Any] | None) -> dict[str, Any]:

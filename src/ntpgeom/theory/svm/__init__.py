@@ -89,7 +89,7 @@ def is_ksubset(S: np.ndarray) -> bool:
     return len({col.tobytes() for col in np.packbits(S, axis=0).T}) == m
 
 
-def solve(table: Table, *, solver: str = "admm", gap_tol: float = _DEFAULT.gap_tol,
+def solve(table: Table, *, solver: str = _DEFAULT.solvers[0], gap_tol: float = _DEFAULT.gap_tol,
           time_limit: float | None = _DEFAULT.time_limit, device: str = _DEFAULT.admm.device,
           residual_tol: float = _DEFAULT.admm.residual_tol,
           max_iter: int = _DEFAULT.admm.max_iter, check_every: int = _DEFAULT.admm.check_every,
@@ -273,7 +273,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("table", type=Path, help="a table.zarr store (results/{dataset}/table.zarr)")
     p.add_argument("--out", type=Path, required=True, help="the store to write (…/X.zarr)")
-    p.add_argument("--solver", choices=SOLVERS, default="admm",
+    p.add_argument("--solver", choices=SOLVERS, default=_DEFAULT.solvers[0],
                    help="admm: the project's first-order solver (any size); scs/mosek: cvxpy on "
                    "the SDP (memory grows with (V+m)²); auto: mosek when licensed, else scs; "
                    "closed_form: S̄, only for all-k-subset tables")
@@ -281,6 +281,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="admm stops at this certified relative duality gap")
     p.add_argument("--time-limit", type=float, default=_DEFAULT.time_limit,
                    help="seconds per solve; a solve cut short is written with its status and gap")
+    p.add_argument("--rank-rtol", type=float, default=_DEFAULT.rank_rtol,
+                   help="singular values at or below rank_rtol × σ_max are cut from W_mm, H_mm")
     g = p.add_argument_group("admm options")
     g.add_argument("--device", default=_DEFAULT.admm.device,
                    help="auto (CUDA for large problems when available), cpu, cuda or cuda:N")
@@ -316,7 +318,7 @@ def _run_cli(args: argparse.Namespace) -> None:
     table = load_table(args.table)
     options = {k: getattr(args, k) for k in (
         "solver", "gap_tol", "time_limit", "device", "residual_tol", "max_iter", "check_every",
-        "anderson", "float32_until", "eps", "max_iters", "memory_limit_mb")}
+        "anderson", "float32_until", "eps", "max_iters", "memory_limit_mb", "rank_rtol")}
     ds = solve(table, **options, config={"svm": options, "table": str(args.table)})
     write_store(ds, args.out)
     print(f"{args.out}: {ds.attrs['solver']} {ds.attrs['status']}, ‖L_mm‖_* = "
