@@ -245,3 +245,34 @@ def test_grid_batch_gpu_override_dry_runs(grid_workdir, override, gpu):
     block = out[out.index("rule grid_batch_gbg_0:"):]
     resources = next(line for line in block.splitlines() if "resources:" in line)
     assert f"gpu={gpu}" in resources, resources
+
+
+# ---------------------------------------------------------------------------------------------
+# grids and the linear study: their defaults live in the package (POINT_KEYS, linear_reference);
+# the schemas document the same values
+
+def test_grid_point_defaults_and_choices_are_the_schema_ones():
+    from ntpgeom.config import load_schema
+    from ntpgeom.studies.grid import POINT_DEFAULTS, POINT_KEYS, parse_grid
+
+    schema = load_schema(SCHEMAS / "grid.schema.yaml")
+    point = schema["$defs"]["point"]
+    # (Not schema_defaults: `dataset` documents null = the first dataset, not a string value.)
+    assert {k: v["default"] for k, v in point["properties"].items()} == POINT_DEFAULTS
+    for key, (_, allowed, _, _) in POINT_KEYS.items():
+        assert tuple(point["properties"][key].get("enum", ())) == (allowed or ()), key
+    assert schema["$defs"]["grid"]["properties"]["axes"]["propertyNames"]["enum"] == list(
+        POINT_KEYS)
+    grid = schema["$defs"]["grid"]["properties"]
+    spec = parse_grid("g", {"axes": {"seed": [0, 1]}}, datasets=["k"])
+    assert (spec.batch, spec.figure) == (grid["batch"]["default"], grid["figure"]["default"])
+
+
+def test_linear_reference_defaults_are_the_schema_ones():
+    from ntpgeom.studies.linear import linear_reference
+
+    schema = schema_defaults(SCHEMAS / "linear.schema.yaml")
+    got = _keyword_defaults(linear_reference)
+    for key in ("eps", "fista_tol", "fista_max_iter", "rank_rtol"):
+        assert got[key] == schema[key], key
+    assert list(got["solvers"]) == schema["solvers"]
