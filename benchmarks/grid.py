@@ -54,10 +54,10 @@ def main() -> int:
     if proc.returncode != 0:
         print(proc.stderr[-3000:])
         return 1
-    jobs = [ln for ln in proc.stdout.splitlines() if ln.startswith("grid_point")]
+    jobs = [ln for ln in proc.stdout.splitlines() if ln.startswith("grid_batch")]
     with open("/proc/loadavg") as f:
         load = f.read().split()[0]
-    print(f"grid dry-run: 1,000 points ({jobs[0].split()[-1] if jobs else '?'} grid_point jobs): "
+    print(f"grid dry-run: 1,000 points ({jobs[0].split()[-1] if jobs else '?'} grid_batch jobs): "
           f"{seconds:.1f} s wall, {cpu:.1f} s CPU (load {load}; goal < {GOAL_S:.0f} s)")
     return 0 if min(seconds, cpu) < GOAL_S else 1
 

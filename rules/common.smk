@@ -15,7 +15,7 @@ from ntpgeom.data.corpus import text_files
 from ntpgeom.errors import UserError
 from ntpgeom.plots.figures import FIGURES, OVERLAYS, dataset_families
 from ntpgeom.plots.linear_figures import LINEAR_FIGURES
-from ntpgeom.studies.grid import parse_grid
+from ntpgeom.studies.grid import batch_names, parse_grid
 
 SCHEMAS = Path(workflow.basedir) / "schemas"
 PACKAGE = Path(workflow.basedir) / "src" / "ntpgeom"
@@ -124,7 +124,7 @@ LINEAR_TRAIN = "results/{dataset}/linear/{embedding}/train/{optimizer}.zarr"
 LINEAR_FIGURE = "results/{dataset}/figures/linear/{embedding}/{name}.{ext}"
 LINEAR_TOY = "results/figures/linear_toy.{ext}"
 GRID = "results/grid/{grid}.zarr"
-GRID_POINT = "results/grid/{grid}/points/{point}.zarr"
+GRID_BATCH = "results/grid/{grid}/batches/{batch}.zarr"
 GRID_FIGURE = "results/grid/figures/{grid}.png"
 
 
@@ -573,17 +573,10 @@ def _parse_grids():
 GRIDS = _parse_grids()
 
 
-# Without this, `results/grid/{grid}.zarr` would also match a point store (grid = "g/points/...").
+# Without this, `results/grid/{grid}.zarr` would also match a batch store (grid = "g/batches/...").
 wildcard_constraints:
     grid="|".join(GRIDS) or "none",
-
-
-# Grids with `batch > 1` train equal-shape points together (on a GPU: one vmap-ed step, one CUDA
-# graph): one rule per batch, named grid_batch_<grid>_<i>, whose outputs are its points' stores.
-# Listing the batches walks every point at parse time, so only grids that ask for it pay.
-GRID_BATCHES = {name: spec.batches() for name, spec in GRIDS.items() if spec.batch > 1}
-# grid_point serves the other grids (one job per point, exact reruns).
-GRIDS_PER_POINT = "|".join(n for n in GRIDS if n not in GRID_BATCHES) or "none"
+    batch=".+",  # a pattern has slashes (model~ufm/d~8/seed~0)
 
 
 def _code_digest(paths):
@@ -608,60 +601,78 @@ def grid_targets():
     return expand([GRID, GRID_FIGURE], grid=GRIDS)
 
 
-def grid_point_params(wildcards):
-    """The point's full parameters (defaults ← grid's fixed ← the point's axis values)."""
-    return GRIDS[wildcards.grid].point(wildcards.point)
+# Every grid trains in batches, one job (rule grid_batch) and one store per batch; a batch of one
+# is a batch. With `batch: 1` (the default) a batch is one point and is named by the point's
+# pattern, so nothing walks the grid at parse time and editing one axis value reruns exactly the
+# points that changed (`--rerun-triggers params`). With `batch > 1` equal-shape points train
+# together (on a GPU one vmap-ed step, one CUDA graph) in batches named b0, b1, …: listing them
+# walks every point, so only grids that ask for it pay, once.
+def grid_batches(grid):
+    """batch name → the patterns of its points (:func:`ntpgeom.studies.grid.batch_names`), or
+    None for a grid of one point per batch, whose batch names are the point patterns."""
+    spec = GRIDS[grid]
+    if spec.batch == 1:
+        return None
+    if grid not in _GRID_BATCHES:
+        _GRID_BATCHES[grid] = batch_names(spec)
+    return _GRID_BATCHES[grid]
 
 
-def grid_point_input(wildcards):
-    """The point's table (from the table stage) and, unless L^mm is in closed form, its svm store."""
-    point = grid_point_params(wildcards)
+_GRID_BATCHES = {}
+
+
+def grid_batch_patterns(wildcards):
+    """The patterns of the batch's points."""
+    batches = grid_batches(wildcards.grid)
+    if batches is None:
+        return [wildcards.batch]
+    if wildcards.batch not in batches:
+        raise WorkflowError(f"grid {wildcards.grid} has no batch {wildcards.batch}; its batches "
+                            f"are b0 … b{len(batches) - 1}")
+    return batches[wildcards.batch]
+
+
+def grid_batch_points(wildcards):
+    """The full parameters of the batch's points (defaults ← grid's fixed ← axis values)."""
+    spec = GRIDS[wildcards.grid]
+    return [spec.point(p) for p in grid_batch_patterns(wildcards)]
+
+
+def grid_batch_input(wildcards):
+    """The batch's table (from the table stage) and, unless L^mm is in closed form, its svm store
+    (equal for every point of a batch: dataset and solver are shape keys)."""
+    point = grid_batch_points(wildcards)[0]
     inputs = {"table": fill(TABLE, dataset=point["dataset"])}
     if point["solver"] != "closed_form":
         inputs["svm"] = fill(SVM, dataset=point["dataset"], solver=point["solver"])
     return inputs
 
 
-def grid_point_runtime(wildcards, attempt):
-    """Minutes: ~1 s per 1,000 small UFM steps on one core, generously rounded; doubled per retry."""
-    return (5 + grid_point_params(wildcards)["epochs"] // 2000) * attempt
-
-
-def grid_batch_points(grid, patterns):
-    """The full parameters of a batch's points, in order."""
-    return [GRIDS[grid].point(p) for p in patterns]
-
-
-def grid_batch_table(grid, patterns):
-    return fill(TABLE, dataset=GRIDS[grid].point(patterns[0])["dataset"])
-
-
-def grid_batch_svm(grid, patterns):
-    point = GRIDS[grid].point(patterns[0])
-    if point["solver"] == "closed_form":
-        return []
-    return [fill(SVM, dataset=point["dataset"], solver=point["solver"])]
-
-
-def grid_batch_gpu(grid, patterns):
-    """A batch asks for a GPU when its grid says so (device: cuda) or it trains transformers."""
-    point = GRIDS[grid].point(patterns[0])
-    return int(point["model"] == "transformer" or GRIDS[grid].batch > 1 and GRID_BATCH_GPU)
+def grid_batch_runtime(wildcards, attempt):
+    """Minutes: ~1 s per 1,000 small UFM steps on one core, generously rounded, times the points
+    trained one after the other (transformers; vmap-ed UFM points cost about one); doubled per
+    retry."""
+    points = grid_batch_points(wildcards)
+    serial = len(points) if points[0]["model"] == "transformer" else 1
+    return (5 + serial * points[0]["epochs"] // 2000) * attempt
 
 
 # Batched grids are meant for a GPU; `--config grid_batch_gpu=false` runs them on CPU cores.
 GRID_BATCH_GPU = config["grid_batch_gpu"]  # validated: a bool, default from the schema
 
 
-def grid_point_gpu(wildcards):
-    """Only transformer points ask for a GPU; UFM points are tiny and run on a CPU core."""
-    return int(grid_point_params(wildcards)["model"] == "transformer")
+def grid_batch_gpu(wildcards):
+    """A batch asks for a GPU when it trains transformers, or when it batches several points
+    (unless grid_batch_gpu is false); single UFM points are tiny and run on a CPU core."""
+    points = grid_batch_points(wildcards)
+    return int(points[0]["model"] == "transformer" or len(points) > 1 and GRID_BATCH_GPU)
 
 
-def grid_point_stores(wildcards):
-    """Every point store of the grid, in C order over its axes (the aggregate's inputs)."""
-    spec = GRIDS[wildcards.grid]
-    return expand(GRID_POINT, grid=spec.name, point=spec.patterns())
+def grid_batch_stores(wildcards):
+    """Every batch store of the grid, in grid order (the aggregate's inputs)."""
+    batches = grid_batches(wildcards.grid)
+    names = GRIDS[wildcards.grid].patterns() if batches is None else batches
+    return expand(GRID_BATCH, grid=wildcards.grid, batch=list(names))
 
 
 def grid_definition(wildcards):

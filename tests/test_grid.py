@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 from ntpgeom.data.synthetic import ksubset_table, random_table
 from ntpgeom.errors import UserError
@@ -13,7 +14,9 @@ from ntpgeom.metrics.core import rank_limited_distance
 from ntpgeom.studies.grid import (
     GridSpec,
     aggregate,
+    batch_dataset,
     batch_key,
+    batch_names,
     max_margin_logits,
     parse_grid,
     point_config,
@@ -233,14 +236,15 @@ def test_checkpoint_steps():
 
 # -- points and the aggregate -------------------------------------------------------------------
 def _run_grid(tmp_path, s: GridSpec):
+    """Every batch of the grid (batch_names) trained and written as the grid_batch rule does."""
     t = ksubset_table(5, 2)
     L_mm = centered_support(t.S())
     from ntpgeom.store import write_store
 
     stores = {}
-    for p in s.patterns():
-        (ds,) = run_points(t, L_mm, [s.point(p)])
-        stores[p] = write_store(ds, tmp_path / f"{p}.zarr")
+    for name, patterns in batch_names(s).items():
+        points = run_points(t, L_mm, [s.point(p) for p in patterns])
+        stores[name] = write_store(batch_dataset(points, patterns), tmp_path / f"{name}.zarr")
     return stores
 
 
@@ -254,7 +258,7 @@ def test_aggregate_has_axes_as_dims_in_declared_order(tmp_path):
     assert list(agg["d"].values) == [8, 2] and list(agg["optimizer"].values) == ["gd", "adam"]
     from ntpgeom.store import open_store
 
-    one = open_store(stores["d~2/optimizer~adam"])
+    one = open_store(stores["d~2/optimizer~adam"]).sel(point="d~2/optimizer~adam")
     np.testing.assert_array_equal(agg["ce_minus_entropy"].sel(d=2, optimizer="adam").values,
                                   one["ce_minus_entropy"].values)
     # S̄ of 2-subsets of 5 tokens has rank 4
@@ -304,10 +308,30 @@ def test_aggregate_never_takes_a_half_written_point(tmp_path):
                    datasets=["k5"])
     stores = _run_grid(tmp_path, s)
     (stores["seed~1"] / "zarr.json").unlink()  # as a write killed half-way would leave it
-    with pytest.raises(UserError, match=r"point store .*seed~1.zarr is incomplete"):
+    with pytest.raises(UserError, match=r"batch store .*seed~1.zarr is incomplete"):
         aggregate(s, stores)
-    with pytest.raises(UserError, match="1 points have no store"):
+    with pytest.raises(UserError, match="1 batches have no store"):
         aggregate(s, {"seed~0": stores["seed~0"]})
+
+
+def test_a_batch_of_several_points_aggregates_as_points_alone(tmp_path):
+    """batch: 3 → batches b0, b1 (equal shapes only) whose stores hold their points on dim
+    `point`; the aggregate equals that of the same grid trained one point per batch, bit for bit
+    (UFM points train in the engine's vmap backend either way)."""
+    axes = {"d": [2, 4], "seed": [0, 1]}
+    fixed = {"epochs": 10, "checkpoints": 3, "lr": 0.05}
+    one = parse_grid("g", {"axes": axes, "fixed": fixed}, datasets=["k5"])
+    three = parse_grid("g", {"axes": axes, "fixed": fixed, "batch": 3}, datasets=["k5"])
+    assert batch_names(three) == {"b0": ["d~2/seed~0", "d~2/seed~1"],
+                                  "b1": ["d~4/seed~0", "d~4/seed~1"]}
+    assert batch_names(one) == {p: [p] for p in one.patterns()}
+    alone = aggregate(one, _run_grid(tmp_path / "one", one))
+    together = aggregate(three, _run_grid(tmp_path / "three", three))
+    xr.testing.assert_identical(alone.drop_attrs(), together.drop_attrs())
+    stores = _run_grid(tmp_path / "swap", three)
+    stores["b0"], stores["b1"] = stores["b1"], stores["b0"]
+    with pytest.raises(UserError, match="holds points"):
+        aggregate(three, stores)
 
 
 def test_transformer_points_train_through_the_training_stage():
@@ -360,7 +384,7 @@ def test_workflow_reruns_exactly_the_changed_points(tmp_path):
     # sort_keys=False: a grid's axes keep their declared order (the aggregate's dimension order).
     cfg["grids"]["tiny"]["axes"]["d"] = [2, 4]  # d=2 points stay, d=4 points are new
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    assert _dry_jobs(work)["grid_point"] == 2
+    assert _dry_jobs(work)["grid_batch"] == 2
 
     cfg["grids"]["tiny"]["axes"]["d"] = [2, 8]
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -368,7 +392,7 @@ def test_workflow_reruns_exactly_the_changed_points(tmp_path):
     # an edit of the package code the points import reruns every point
     with open(work / "src/ntpgeom/train/engine.py", "a") as f:
         f.write("\n# edited\n")
-    assert _dry_jobs(work)["grid_point"] == 4
+    assert _dry_jobs(work)["grid_batch"] == 4
 
 
 @pytest.mark.slow

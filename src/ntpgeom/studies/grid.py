@@ -1,9 +1,10 @@
 """Parameter grids: named axes over the point parameters, their expansion, and their aggregate.
 
 A grid (``config.yaml`` → ``grids: {name: {axes: ..., fixed: ...}}``) is the Cartesian product of
-its axes. Each point is one training run with its own store
-(``results/grid/{grid}/points/{pattern}.zarr``) and the aggregate stacks every point's store into
-one dataset with the axes as dimensions (``results/grid/{grid}.zarr``, ``docs/artifacts.md``).
+its axes. Each point is one training run; points train in batches (a batch of one by default,
+:func:`batch_names`), one store per batch (``results/grid/{grid}/batches/{batch}.zarr``, its points
+on dim ``point``), and the aggregate stacks every point into one dataset with the axes as
+dimensions (``results/grid/{grid}.zarr``, ``docs/artifacts.md``).
 
 Point paths use Snakemake's ``Paramspace`` format (``model~ufm/d~8/seed~0``), built here from the
 axis values without Snakemake, so the expansion is pure and unit-tested and costs nothing per point
@@ -21,7 +22,6 @@ import json
 import logging
 import math
 import time
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -239,6 +239,40 @@ def batch_key(point: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(point[k] for k in SHAPE_KEYS)
 
 
+def batch_names(spec: GridSpec) -> dict[str, list[str]]:
+    """Batch name → the patterns of its points: the jobs of the grid and their stores.
+
+    A batch of one is a batch: with ``batch: 1`` every point is its own batch, named by its
+    pattern (``d~4_seed~0``); with ``batch > 1`` the batches of :meth:`GridSpec.batches` are
+    named ``b0``, ``b1``, … in grid order.
+    """
+    if spec.batch == 1:
+        return {p: [p] for p in spec.patterns()}
+    return {f"b{i}": patterns for i, patterns in enumerate(spec.batches())}
+
+
+def batch_dataset(points: Sequence[Any], patterns: Sequence[str]):
+    """One batch's store: its points' datasets (:func:`point_dataset`) stacked on a ``point``
+    dim labelled by their patterns; each point's parameters stay in attrs ``points``."""
+    import xarray as xr
+
+    from ntpgeom.store import provenance
+
+    parts = []
+    for ds in points:
+        ds = ds.copy()
+        ds.attrs = {}
+        parts.append(ds)
+    batch = xr.concat(parts, dim="point", coords="minimal", compat="override",
+                      data_vars="all")
+    batch = batch.assign_coords(point=("point", np.array(list(patterns), dtype=object)))
+    batch.attrs = provenance({"points": [json.loads(ds.attrs.get("config") or "{}")
+                                         for ds in points]},
+                             wall_seconds=sum(float(ds.attrs.get("wall_seconds") or 0)
+                                              for ds in points))
+    return batch
+
+
 # -- tables -------------------------------------------------------------------------------------
 def reweight_counts(table: Table, count_model: str, *, zipf_a: float = 1.0) -> Table:
     """The same supports with new pair counts: the ``imbalance`` grid's knob.
@@ -350,14 +384,15 @@ def point_dataset(history: Mapping[str, np.ndarray], *, table: Table,
 
 
 def aggregate(spec: GridSpec, stores: Mapping[str, str | Path]):
-    """Stack every point's store into one dataset with the grid's axes as dimensions.
+    """Stack every point into one dataset with the grid's axes as dimensions.
 
     Parameters
     ----------
     spec : GridSpec
         The grid.
     stores : mapping
-        Point pattern → path of its store; must cover every point of the grid.
+        Batch name (:func:`batch_names`) → path of its store (:func:`batch_dataset`); together
+        they must hold every point of the grid.
 
     Returns
     -------
@@ -369,27 +404,34 @@ def aggregate(spec: GridSpec, stores: Mapping[str, str | Path]):
     Raises
     ------
     UserError
-        If a point is missing or its store is not complete (no ``zarr.json``: an interrupted write
-        never counts as a point).
+        If a batch is missing or its store is not complete (no ``zarr.json``: an interrupted write
+        never counts), or lacks one of its points.
     """
     import xarray as xr
 
     from ntpgeom.store import open_store, provenance
 
-    # Snakemake leaves a .snakemake_timestamp file in every directory output; zarr warns about it.
-    warnings.filterwarnings("ignore", message="Object at .snakemake_timestamp")
-    patterns = list(spec.patterns())
-    missing = [p for p in patterns if p not in stores]
+    batches = batch_names(spec)
+    missing = [b for b in batches if b not in stores]
     if missing:
-        raise UserError(f"grids.{spec.name}: {len(missing)} points have no store, e.g. "
+        raise UserError(f"grids.{spec.name}: {len(missing)} batches have no store, e.g. "
                         f"'{missing[0]}'; run the grid first")
-    parts = []
-    for pattern in patterns:
-        path = Path(stores[pattern])
+    found: dict[str, Any] = {}
+    for name, patterns in batches.items():
+        path = Path(stores[name])
         if not (path / "zarr.json").is_file():
-            raise UserError(f"grids.{spec.name}: point store {path} is incomplete or missing; "
+            raise UserError(f"grids.{spec.name}: batch store {path} is incomplete or missing; "
                             "rerun the grid (snakemake --rerun-incomplete)")
         ds = open_store(path)
+        held = [str(p) for p in ds["point"].values]
+        if held != list(patterns):
+            raise UserError(f"grids.{spec.name}: batch store {path} holds points {held[:3]}…, "
+                            f"not the grid's {list(patterns)[:3]}…; rerun the grid")
+        for pattern in patterns:
+            found[pattern] = ds.sel(point=pattern, drop=True)
+    parts = []
+    for pattern in spec.patterns():
+        ds = found[pattern]
         ds.attrs = {}
         parts.append(ds)
     combined = xr.concat(parts, dim="point", join="outer", fill_value=np.nan,
