@@ -242,7 +242,7 @@ def test_grid_batch_gpu_override_dry_runs(grid_workdir, override, gpu):
               env={"PYTHONPATH": str(ROOT / "src")})
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     out = res.stdout + res.stderr
-    block = out[out.index("rule grid_batch_gbg_0:"):]
+    block = out[out.index("rule grid_batch:"):]  # the one batch of two points
     resources = next(line for line in block.splitlines() if "resources:" in line)
     assert f"gpu={gpu}" in resources, resources
 
