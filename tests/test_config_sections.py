@@ -276,3 +276,29 @@ def test_linear_reference_defaults_are_the_schema_ones():
     for key in ("eps", "fista_tol", "fista_max_iter", "rank_rtol"):
         assert got[key] == schema[key], key
     assert list(got["solvers"]) == schema["solvers"]
+
+
+def test_sections_build_without_jsonschema():
+    """The GPU machine has no jsonschema (benchmarks/gpu_check.py): building the sections, and
+    every module that holds one, must not import it (ntpgeom.config imports it to validate only)."""
+    import subprocess
+    import sys
+
+    code = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("jsonschema", "snakemake", "cvxpy"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, Block())
+from ntpgeom.data.build import TableConfig
+from ntpgeom.metrics.geometry import GeometryConfig
+from ntpgeom.theory.svm import SvmConfig
+from ntpgeom.theory.svm.admm import solve_admm
+print(SvmConfig.from_dict({"admm": {"anderson": 3}}).solve_options("admm")["anderson"],
+      TableConfig.from_dict({"top_m": 4}).top_m, GeometryConfig().knn_k)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(ROOT / "src")}, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["3", "4", "5"]

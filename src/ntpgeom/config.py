@@ -24,14 +24,17 @@ import functools
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
-from jsonschema import Draft202012Validator, validators
-from jsonschema.exceptions import ValidationError
 
 from ntpgeom.errors import UserError
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+
+# jsonschema is imported by the functions that validate, not here: the section dataclasses below
+# are built where it is not installed (the GPU machine's bare environment, benchmarks/gpu_check).
 
 __all__ = ["command_line_booleans", "dataclass_defaults", "dataset_section", "format_error",
            "from_section", "key_path", "load_schema", "merge", "schema_defaults", "to_section",
@@ -52,6 +55,14 @@ def load_schema(path: str | Path) -> dict[str, Any]:
     return _load(str(Path(path).resolve()))
 
 
+@functools.cache
+def _validator(set_default: bool = True) -> type:
+    """Draft 2020-12, filling in defaults when ``set_default`` (:func:`_with_defaults`)."""
+    from jsonschema import Draft202012Validator
+
+    return _with_defaults(Draft202012Validator) if set_default else Draft202012Validator
+
+
 def _with_defaults(validator_class: type) -> type:
     """A validator class that sets each property's schema default before checking it.
 
@@ -67,10 +78,9 @@ def _with_defaults(validator_class: type) -> type:
                     instance[name] = copy.deepcopy(sub["default"])
         yield from check_properties(validator, props, instance, schema)
 
+    from jsonschema import validators
+
     return validators.extend(validator_class, {"properties": properties})
-
-
-_DefaultValidator = _with_defaults(Draft202012Validator)
 
 
 def key_path(where: str, path: Iterable[Any]) -> str:
@@ -190,7 +200,9 @@ def format_error(error: ValidationError, where: str = "") -> str:
 
 def _best(errors: list[ValidationError]) -> ValidationError:
     """The error to report: jsonschema's best match (the shallowest, the most specific kind)."""
-    return jsonschema.exceptions.best_match(errors)
+    from jsonschema.exceptions import best_match
+
+    return best_match(errors)
 
 
 def validate(instance: Any, schema: Mapping[str, Any] | str | Path, *, where: str = "",
@@ -219,8 +231,7 @@ def validate(instance: Any, schema: Mapping[str, Any] | str | Path, *, where: st
     """
     if not isinstance(schema, Mapping):
         schema = load_schema(schema)
-    cls = _DefaultValidator if set_default else Draft202012Validator
-    errors = list(cls(schema).iter_errors(instance))
+    errors = list(_validator(set_default)(schema).iter_errors(instance))
     if errors:
         raise UserError(format_error(_best(errors), where))
     return instance
@@ -287,7 +298,7 @@ def dataset_section(config: Mapping[str, Any], dataset: str, section: str,
     merged = merge(config.get(section), override)
     if not isinstance(schema, Mapping):
         schema = load_schema(schema)
-    errors = list(_DefaultValidator(schema).iter_errors(merged))
+    errors = list(_validator()(schema).iter_errors(merged))
     if not errors:
         return merged
     error = _best(errors)
