@@ -38,6 +38,8 @@ def _refuse(err):
 # The whole config first (unknown keys at every level, dataset entries), with one-line errors
 # from ntpgeom.config instead of Snakemake's validate, which appends the whole schema.
 try:
+    # `--config grid_batch_gpu=false` arrives as the string "false" (Snakemake parses only False).
+    _config.command_line_booleans(config, SCHEMAS / "config.schema.yaml")
     _config.validate(config, SCHEMAS / "config.schema.yaml")
 except UserError as err:
     _refuse(err)
@@ -233,11 +235,9 @@ def svm_rank_rtol(wildcards):
 
 
 def svm_params(wildcards):
-    """solve()'s keyword arguments for this solver, and the resolved section for provenance."""
-    from ntpgeom.theory.svm import solve_options
-
-    section = dataset_section(wildcards.dataset, "svm")
-    return {"solve": solve_options(section, wildcards.solver), "config": {"svm": section}}
+    """The dataset's validated `svm` section (the script builds ntpgeom.theory.svm.SvmConfig
+    from it; the store's provenance records it)."""
+    return {"svm": dataset_section(wildcards.dataset, "svm")}
 
 
 def _table_size(path):
@@ -714,7 +714,7 @@ def grid_batch_runtime(wildcards, attempt):
 
 
 # Batched grids are meant for a GPU; `--config grid_batch_gpu=false` runs them on CPU cores.
-GRID_BATCH_GPU = bool(config.get("grid_batch_gpu", True))
+GRID_BATCH_GPU = config["grid_batch_gpu"]  # validated: a bool, default from the schema
 
 
 def grid_batch_gpu(wildcards):
