@@ -35,7 +35,8 @@ from ntpgeom.train.config import TrainConfig
 SCHEMAS = ROOT / "schemas"
 SECTIONS = {"table": TableConfig, "svm": SvmConfig, "geometry": GeometryConfig}
 # Keys of the `train` section that list one value per run (the run's TrainConfig takes one).
-PER_RUN = {"models": "model", "d": "d", "seeds": "seed", "ridge": "ridge"}
+PER_RUN = {"models": "model", "d": "d", "seeds": "seed", "ridge": "ridge",
+           "init_scale": "init_scale"}
 # TrainConfig fields the `train` section does not set (the run's own, or runtime knobs).
 TRAIN_ONLY = {"model", "seed", "threads", "dtype"}
 
@@ -62,11 +63,12 @@ def test_train_schema_defaults_are_train_config_defaults():
     schema = schema_defaults(SCHEMAS / "train.schema.yaml")
     defaults = dataclass_defaults(TrainConfig)
     shared = set(schema) - set(PER_RUN)
-    assert shared | TRAIN_ONLY | {"d", "ridge"} == set(defaults)  # no key left unchecked
+    assert shared | TRAIN_ONLY | {"d", "ridge", "init_scale"} == set(defaults)  # all checked
     for key in shared:
         assert schema[key] == defaults[key], key
     # One run per listed value: the default lists hold the dataclass's one value.
     assert schema["d"] == [defaults["d"]] and schema["ridge"] == [defaults["ridge"]]
+    assert schema["init_scale"] == [defaults["init_scale"]]
     assert schema["seeds"] == [defaults["seed"]]
     assert defaults["model"] == schema["models"][0]
 

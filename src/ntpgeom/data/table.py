@@ -41,6 +41,10 @@ class Table:
         Where the table came from (e.g. ``text:/path``, ``synthetic:grammar``).
     attrs : dict
         Further provenance carried into the store.
+    token_label : ndarray of int64, shape (V, levels), optional
+        Ground-truth classes of the next tokens where the data has them (the hierarchy's
+        ancestors, ``synthetic.hierarchy_table``): ``token_label[z, l]`` is token z's class at
+        level l + 1 (level 1 = the root's children). None for text corpora.
     """
 
     contexts: list[str]
@@ -52,9 +56,13 @@ class Table:
     pair_count: np.ndarray
     source: str = ""
     attrs: dict[str, Any] = field(default_factory=dict)
+    token_label: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         m = len(self.contexts)
+        if self.token_label is not None and (self.token_label.ndim != 2
+                                             or self.token_label.shape[0] != len(self.tokens)):
+            raise ValueError("token_label must have shape (V, levels)")
         if self.indptr.shape != (m + 1,) or self.indptr[0] != 0:
             raise ValueError("indptr must have m+1 entries starting at 0")
         if self.indptr[-1] != len(self.indices) or len(self.indices) != len(self.pair_count):
@@ -147,12 +155,15 @@ class Table:
                    = None, *, ctx_index: np.ndarray | None = None, next_tokens: list[str] |
                    None = None, next_index: np.ndarray | None = None,
                    counts: np.ndarray | None = None, source: str = "",
-                   attrs: dict[str, Any] | None = None) -> Table:
+                   attrs: dict[str, Any] | None = None,
+                   token_label: np.ndarray | None = None) -> Table:
         """Build a table from token-tuple contexts and (context, next token, count) triples.
 
         Either ``pairs`` ({context index: {next token: count}}) or the three arrays
         ``ctx_index``, ``next_index`` (into ``next_tokens``) and ``counts``. Tokens are ordered
         by string, contexts keep their given order; duplicate triples are summed.
+        ``token_label`` (one row per entry of ``next_tokens``, array form only) follows the
+        tokens into their sorted order.
         """
         if pairs is not None:
             next_tokens = sorted({z for d in pairs.values() for z in d})
@@ -184,7 +195,9 @@ class Table:
         return cls(contexts=[" ".join(c) for c in contexts], tokens=tokens,
                    input_tokens=input_tokens, context_ids=context_ids.reshape(m, k),
                    indptr=indptr, indices=ukey % max(len(tokens), 1), pair_count=cnt,
-                   source=source, attrs=dict(attrs or {}))
+                   source=source, attrs=dict(attrs or {}),
+                   token_label=(None if token_label is None else
+                                np.asarray(token_label, dtype=np.int64)[order]))
 
     # -- xarray / zarr -------------------------------------------------------------------------
     def to_dataset(self, config: dict[str, Any] | None = None, *, wall_seconds: float | None =
@@ -217,6 +230,11 @@ class Table:
                 "input_token": ("input_token", np.array(self.input_tokens, dtype=obj)),
             },
         )
+        if self.token_label is not None:
+            ds["token_label"] = (("token", "level"), self.token_label,
+                                 {"long_name": "ground-truth class of the token at each level "
+                                  "(the hierarchy's ancestor)", "units": "class id"})
+            ds = ds.assign_coords(level=("level", np.arange(1, self.token_label.shape[1] + 1)))
         ds.attrs = provenance(config, wall_seconds=wall_seconds, n=self.n, m=self.m, V=self.V,
                               entropy=self.entropy, entropy_units="nats",
                               context_length=self.context_length, source=self.source,
@@ -235,7 +253,9 @@ class Table:
                    indices=np.asarray(ds["indices"].values, dtype=np.int64),
                    pair_count=np.asarray(ds["pair_count"].values, dtype=np.int64),
                    source=str(ds.attrs.get("source", "")),
-                   attrs={k: v for k, v in ds.attrs.items() if k not in keys})
+                   attrs={k: v for k, v in ds.attrs.items() if k not in keys},
+                   token_label=(np.asarray(ds["token_label"].values, dtype=np.int64)
+                                if "token_label" in ds.variables else None))
 
     def save(self, path: str | Path, config: dict[str, Any] | None = None, *,
              wall_seconds: float | None = None) -> Path:
@@ -334,6 +354,13 @@ def validate_dataset(ds, where: str | Path) -> None:
             raise bad(name, "has empty labels")
         if name != "context" and len(set(labels)) != len(labels):
             raise bad(name, "has repeated labels")
+    if "token_label" in ds.variables:  # optional: ground truth of synthetic data only
+        lab = ds["token_label"]
+        if tuple(lab.dims) != ("token", "level") or _kind(lab.dtype) != "i":
+            raise bad("token_label", f"has dims {tuple(lab.dims)} and dtype {lab.dtype}, "
+                      "expected integer ('token', 'level')")
+        if lab.size and np.asarray(lab.values).min() < 0:
+            raise bad("token_label", "has negative class ids")
     for key, value in (("m", m), ("V", V), ("context_length", ids.shape[1] if ids.ndim == 2
                                              else None)):
         if key in ds.attrs and ds.attrs[key] != value:

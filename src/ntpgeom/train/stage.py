@@ -88,7 +88,9 @@ def add_parser(subparsers) -> None:
             ("trace_every", int, "keep the dense series every k steps"),
             ("checkpoints_per_decade", int, "W, H snapshots per decade of steps"),
             ("save_every_s", float, "resume state at least this often (seconds)"),
-            ("threads", int, "torch CPU threads (None: torch's choice)")):
+            ("threads", int, "torch CPU threads (None: torch's choice)"),
+            ("init_scale", float, "RMS of W's and H's entries at step 0 (None: the model's "
+                                  "own initialisation)")):
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind,
                        default=getattr(defaults, name), help=what)
     p.add_argument("--betas", type=float, nargs=2, default=list(defaults.betas),
