@@ -446,8 +446,9 @@ def aggregate(spec: GridSpec, stores: Mapping[str, str | Path]):
         combined = combined.set_index(point=axes).unstack("point")
     # unstack sorts each axis; restore the declared order (the figures read axes left to right).
     combined = combined.reindex({a: _coord(v) for a, v in spec.axes.items()})
-    order = axes + [d for d in combined.dims if d not in axes]
-    combined = combined.transpose(*order)
+    # Axes first, then each variable's own dims in their order (the dataset's dim order depends
+    # on which store was read first, so it is no order to impose).
+    combined = combined.transpose(*axes, ...)
     combined.attrs = provenance(spec.definition(), grid=spec.name,
                                 grid_definition=json.dumps(spec.definition(), sort_keys=True))
     for axis in axes:
