@@ -59,3 +59,92 @@ def test_context_label_round_trips_and_is_validated(tmp_path):
 def test_bad_attribute_sizes_are_user_errors(sizes):
     with pytest.raises(UserError, match="synthetic.attribute_sizes"):
         attribute_table(sizes)
+
+
+# -- metrics --------------------------------------------------------------------------------------
+from ntpgeom.metrics.chance import onehot_chance  # noqa: E402
+from ntpgeom.metrics.core import attribute_gap, etf_distance  # noqa: E402
+
+
+def test_etf_distance_is_zero_on_a_rotated_shifted_simplex_etf():
+    rng = np.random.default_rng(0)
+    m, d = 7, 10
+    E = np.eye(m) - 1 / m                            # columns: a simplex ETF in ℝ^m
+    Q, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    H = 3.0 * Q[:, :m] @ E + rng.standard_normal((d, 1))   # rotated, scaled, common mean added
+    assert etf_distance(H) == pytest.approx(0.0, abs=1e-12)
+    # Orthonormal contexts centre to the ETF too; and the gap of an ETF is 0 (all cosines equal).
+    assert etf_distance(np.eye(m)) == pytest.approx(0.0, abs=1e-12)
+    labels = attribute_table([2, 4]).context_label
+    assert attribute_gap(np.eye(8) - 1 / 8, labels) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_etf_distance_closed_form_of_two_antipodal_clusters():
+    # h = (1, 1, −1, −1) in d = 1: G = vvᵀ with ‖G‖ = 4 and ⟨G, E⟩ = vᵀEv = 4, ‖E‖ = √3, so the
+    # distance is √(2 − 2/√3).
+    assert etf_distance(np.array([[1.0, 1.0, -1.0, -1.0]])) == pytest.approx(
+        np.sqrt(2 - 2 / np.sqrt(3)), rel=1e-12)
+    assert np.isnan(etf_distance(np.ones((3, 4))))  # all contexts equal: no Gram direction
+
+
+def test_attribute_gap_of_summed_attribute_embeddings_is_one_half():
+    # h = e_colour + e_shape: pairs sharing one attribute have cosine 1/2, pairs sharing none 0.
+    t = attribute_table([3, 4])
+    lab = t.context_label
+    H = np.zeros((7, t.m))
+    H[lab[:, 0], np.arange(t.m)] = 1.0
+    H[3 + lab[:, 1], np.arange(t.m)] = 1.0
+    assert attribute_gap(H, lab) == pytest.approx(0.5, abs=1e-12)
+    assert attribute_gap(-H, lab) == pytest.approx(0.5, abs=1e-12)   # cosines are sign-free
+    # Brute force over pairs for a random H.
+    rng = np.random.default_rng(1)
+    R = rng.standard_normal((5, t.m))
+    cos = lambda i, j: R[:, i] @ R[:, j] / np.linalg.norm(R[:, i]) / np.linalg.norm(R[:, j])  # noqa: E731
+    share = [cos(i, j) for i, j in itertools.combinations(range(t.m), 2)
+             if (lab[i] == lab[j]).any()]
+    none = [cos(i, j) for i, j in itertools.combinations(range(t.m), 2)
+            if not (lab[i] == lab[j]).any()]
+    assert attribute_gap(R, lab) == pytest.approx(np.mean(share) - np.mean(none), rel=1e-12)
+    assert np.isnan(attribute_gap(R[:, :4], lab[:4]))   # one colour: every pair shares it
+
+
+def test_gap_chance_band_matches_its_closed_form():
+    lab = attribute_table([4, 4]).context_label
+    share = sum((lab[i] == lab[j]).any() for i, j in itertools.combinations(range(16), 2))
+    none = 120 - share                                       # 48 and 72 pairs
+    d = 32
+    out = onehot_chance(lab, d, draws=4000)
+    sigma = np.sqrt((1 / share + 1 / none) / d)
+    # 4000 draws: the σ estimate's relative standard error is ≈ 1/√(2·4000) ≈ 1.1 %; the mean's
+    # standard error σ/√4000 ≈ 0.0005.
+    assert out["attribute_gap_chance_std"] == pytest.approx(sigma, rel=0.05)
+    assert abs(out["attribute_gap_chance"]) < 4 * sigma / np.sqrt(4000)
+    assert 0 < out["etf_distance_chance"] < 2
+
+
+# -- in the geometry store ------------------------------------------------------------------------
+def test_geometry_store_has_the_one_hot_metrics_and_the_ufm_control_stays_in_its_band():
+    """On the predicted end state (ρ L^mm = ρ S̄, factored into d dims) the ETF distance and the
+    gap are 0; a free-H UFM trained on the toy keeps its gap within ±3σ of chance (semantics.md
+    check 16). (Without a ridge its Gram stays ≈ 0.5 from the ETF after 3000 steps: d > m
+    leaves the initialization's imprint, removed only at the max-margin rate 1/log t.)"""
+    from fixture_stores import svm_dataset, train_ufm
+    from test_geometry import fake_run
+
+    from ntpgeom.metrics.geometry import run_geometry
+    from ntpgeom.theory.reference import centered_support, reference_dataset
+
+    t = attribute_table([4, 4])
+    L_mm = centered_support(t.S())
+    ref, svm = reference_dataset(t), {"closed": svm_dataset(t, L_mm, "closed")}
+    ds = run_geometry(fake_run(t, L_mm, d=20), t, ref, svm, knn_k=3)
+    np.testing.assert_allclose(ds["etf_distance"], 0, atol=1e-7)
+    np.testing.assert_allclose(ds["attribute_gap"], 0, atol=1e-7)
+    assert ds["attribute_gap"].dims == ("step",) and ds["attribute_gap_chance_std"].ndim == 0
+    assert ds["attribute_gap"].attrs["units"] == "1"
+
+    ufm = run_geometry(train_ufm(t, d=32, steps=3000), t, ref, svm, knn_k=3)
+    band = 3 * float(ufm["attribute_gap_chance_std"])
+    gap = ufm["attribute_gap"].values
+    assert np.all(np.abs(gap - float(ufm["attribute_gap_chance"])) < band), (gap, band)
+    assert float(ufm["ce_minus_entropy"][-1]) < 1e-4      # trained: a real control

@@ -19,11 +19,13 @@ import xarray as xr
 
 from ntpgeom.data.table import load
 from ntpgeom.errors import UserError
-from ntpgeom.metrics.chance import CHANCE_DRAWS, CHANCE_SEED, chance_variables
+from ntpgeom.metrics.chance import CHANCE_DRAWS, CHANCE_SEED, chance_variables, onehot_chance
 from ntpgeom.metrics.core import (
     COMPARE_METRICS,
+    attribute_gap,
     compare,
     effective_rank,
+    etf_distance,
     group_cosines,
     logit_metrics,
     numerical_rank,
@@ -84,7 +86,9 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *, knn_k: int 
         Dims ``step`` (the run's checkpoints), ``target`` (solver names, ``S_bar``, ``S``) and
         ``sv`` (singular-value index); per-step metrics on ``step``, comparisons on
         (``step``, ``target``), the targets' own numbers on ``target``; the run's dense
-        ``trace_*`` series are carried over on ``trace_step``.
+        ``trace_*`` series are carried over on ``trace_step``. A table with latent attributes
+        (``context_label``, the one-hot regime) adds ``attribute_gap`` and ``etf_distance`` on
+        ``step`` and their chance levels (scalars).
     """
     train = train.transpose("step", "token", "dim", "context", ...)
     tokens = [str(t) for t in train["token"].values]
@@ -105,6 +109,9 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *, knn_k: int 
         "ce_minus_entropy", "norm_W", "norm_H", "norm_L", "nuclear_norm_L", "rank_L",
         "effective_rank_L", "in_support_error", "relative_offset", "twonn_W", "twonn_H",
         "collapse_H", "cos_within_groups_H", "cos_across_groups_H")}
+    labels = table.context_label
+    if labels is not None:
+        per_step.update(attribute_gap=[], etf_distance=[])
     spectra = np.zeros((len(steps), n_sv))
     comparisons = {k: np.full((len(steps), len(names)), np.nan) for k in COMPARE_METRICS}
     for i in range(len(steps)):
@@ -126,6 +133,9 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *, knn_k: int 
         within, across = group_cosines(H, S)
         per_step["cos_within_groups_H"].append(within)
         per_step["cos_across_groups_H"].append(across)
+        if labels is not None:
+            per_step["attribute_gap"].append(attribute_gap(H, labels))
+            per_step["etf_distance"].append(etf_distance(H))
         for t, name in enumerate(names):
             for key, value in compare(L, W, H, targets[name], S=S, knn_k=knn_k).items():
                 comparisons[key][i, t] = value
@@ -161,6 +171,8 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *, knn_k: int 
     data.update({k: ("target", np.asarray(v, dtype=float)) for k, v in target_numbers.items()})
     data["target_singular_values"] = (("target", "sv"), target_sv)
     data.update({k: ("target", v) for k, v in chance.items()})
+    if labels is not None:
+        data.update({k: ((), v) for k, v in onehot_chance(labels, int(train.sizes["dim"])).items()})
     for name in train.data_vars:
         if str(name).startswith("trace_"):
             data[str(name)] = ("trace_step", train[name].values)
