@@ -148,3 +148,48 @@ def test_geometry_store_has_the_one_hot_metrics_and_the_ufm_control_stays_in_its
     gap = ufm["attribute_gap"].values
     assert np.all(np.abs(gap - float(ufm["attribute_gap_chance"])) < band), (gap, band)
     assert float(ufm["ce_minus_entropy"][-1]) < 1e-4      # trained: a real control
+
+
+# -- every layer ----------------------------------------------------------------------------------
+def layered_run(t, L_mm, d=20):
+    """fake_run's end-state checkpoints with an ``H_layer`` of 3 depths: random, half-way, and
+    the final H itself (as a transformer's norm output is its H)."""
+    from test_geometry import fake_run
+
+    run = fake_run(t, L_mm, d=d)
+    H = run["H"].values                                    # (step, d, m)
+    rng = np.random.default_rng(2)
+    noise = rng.standard_normal(H.shape)
+    HL = np.stack([noise, 0.5 * (noise + H), H], axis=1)   # (step, layer, d, m)
+    return run.assign(H_layer=(("step", "layer", "dim", "context"), HL)).assign_coords(
+        layer=np.array(["embed", "block1", "norm"], dtype=object))
+
+
+def test_layer_metrics_last_layer_is_the_final_metric_and_figures_draw(tmp_path):
+    from fixture_stores import svm_dataset
+    from matplotlib.image import imread
+
+    from ntpgeom.metrics.geometry import run_geometry
+    from ntpgeom.plots.figio import save
+    from ntpgeom.plots.figures import Bundle, Run, render
+    from ntpgeom.theory.reference import centered_support, reference_dataset
+
+    t = attribute_table([3, 3])
+    L_mm = centered_support(t.S())
+    ds = run_geometry(layered_run(t, L_mm), t, reference_dataset(t),
+                      {"closed": svm_dataset(t, L_mm, "closed")}, knn_k=3)
+    assert ds["corr_cos_H_layer"].dims == ("step", "layer", "target")
+    assert list(ds["layer"].values) == ["embed", "block1", "norm"]
+    for var in ("dist_gram_H", "corr_cos_H", "attribute_gap", "etf_distance"):
+        np.testing.assert_array_equal(ds[f"{var}_layer"].sel(layer="norm").values,
+                                      ds[var].values, err_msg=var)
+    # The end state is exact at the last layer; random embeddings at the first are far off.
+    np.testing.assert_allclose(ds["dist_gram_H_layer"].sel(layer="norm", target="closed"), 0,
+                               atol=1e-7)
+    assert (ds["etf_distance_layer"].sel(layer="embed") > 0.3).all()
+    for name in ("layers", "onehot"):
+        run = Run("toy", "transformer", "d20", geometry=ds)
+        fig = render(name, Bundle(dataset="toy", runs=[run], svm={"closed": None}))
+        save(fig, tmp_path / f"{name}.png")
+        image = imread(tmp_path / f"{name}.png")
+        assert image.shape[1] >= 600 and image[..., :3].std() > 0.05

@@ -388,6 +388,17 @@ def etf_distance(H: np.ndarray) -> float:
     return reldir(G, np.eye(m) - 1.0 / m)
 
 
+def compare_contexts(H: np.ndarray, target: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """The context-side comparisons of :func:`compare` that every transformer layer gets:
+    ``dist_gram_H`` (Hᵀ H vs H_Tᵀ H_T; NaN for a target without ``L``, the raw support) and
+    ``corr_cos_H`` (structural correlation of the cosine matrices). H is d × m."""
+    H = np.asarray(H, dtype=float)
+    gram = reldir(H.T @ H, target["H"].T @ target["H"]) if target.get("L") is not None \
+        else float("nan")
+    return {"dist_gram_H": gram, "corr_cos_H": structural_correlation(
+        cosine_matrix(H.T), cosine_matrix(np.asarray(target["H"], dtype=float).T))}
+
+
 # -- one checkpoint against one prediction ------------------------------------------------------
 def compare(L: np.ndarray, W: np.ndarray, H: np.ndarray, target: Mapping[str, np.ndarray], *,
             S: np.ndarray, knn_k: int = 5) -> dict[str, float]:
@@ -419,12 +430,12 @@ def compare(L: np.ndarray, W: np.ndarray, H: np.ndarray, target: Mapping[str, np
         out["dist_L"] = reldir(L, T)
         out["dist_L_perp"] = reldir(project_F_perp(L, S), T)
         out["dist_gram_W"] = reldir(W @ W.T, target["W"] @ target["W"].T)
-        out["dist_gram_H"] = reldir(H.T @ H, target["H"].T @ target["H"])
     else:
-        for key in ("dist_L", "dist_L_perp", "dist_gram_W", "dist_gram_H"):
+        for key in ("dist_L", "dist_L_perp", "dist_gram_W"):
             out[key] = float("nan")
+    out["corr_cos_W"] = structural_correlation(cosine_matrix(W), cosine_matrix(target["W"]))
+    out.update(compare_contexts(H, target))  # dist_gram_H, corr_cos_H: shared with every layer's
     for name, mine, theirs in (("W", W, target["W"]), ("H", H.T, target["H"].T)):
-        out[f"corr_cos_{name}"] = structural_correlation(cosine_matrix(mine), cosine_matrix(theirs))
         out[f"cka_{name}"] = linear_cka(mine, theirs)
         out[f"rsa_{name}"] = rsa(mine, theirs)
         out[f"knn_{name}"] = knn_overlap(mine, theirs, knn_k)

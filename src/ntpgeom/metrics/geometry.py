@@ -24,6 +24,7 @@ from ntpgeom.metrics.core import (
     COMPARE_METRICS,
     attribute_gap,
     compare,
+    compare_contexts,
     effective_rank,
     etf_distance,
     group_cosines,
@@ -88,7 +89,9 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *, knn_k: int 
         (``step``, ``target``), the targets' own numbers on ``target``; the run's dense
         ``trace_*`` series are carried over on ``trace_step``. A table with latent attributes
         (``context_label``, the one-hot regime) adds ``attribute_gap`` and ``etf_distance`` on
-        ``step`` and their chance levels (scalars).
+        ``step`` and their chance levels (scalars). A transformer run with ``H_layer`` (step,
+        layer, dim, context) adds the context-side comparisons at every depth on (``step``,
+        ``layer``, ``target``), see :func:`layer_metrics`.
     """
     train = train.transpose("step", "token", "dim", "context", ...)
     tokens = [str(t) for t in train["token"].values]
@@ -160,6 +163,7 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *, knn_k: int 
         within, across = group_cosines(tgt["H"], S)
         target_numbers["target_cos_within_groups_H"].append(within)
         target_numbers["target_cos_across_groups_H"].append(across)
+    layers = layer_metrics(train, targets, names, labels)
     # Chance levels depend on the shapes and the target only: once per target, not per step.
     chance = chance_variables(
         lambda name: lambda L, W, H: compare(L, W, H, targets[name], S=S, knn_k=knn_k),
@@ -173,6 +177,7 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *, knn_k: int 
     data.update({k: ("target", v) for k, v in chance.items()})
     if labels is not None:
         data.update({k: ((), v) for k, v in onehot_chance(labels, int(train.sizes["dim"])).items()})
+    data.update(layers)
     for name in train.data_vars:
         if str(name).startswith("trace_"):
             data[str(name)] = ("trace_step", train[name].values)
@@ -180,6 +185,8 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *, knn_k: int 
                               "sv": np.arange(n_sv)}
     if "trace_step" in train.coords:
         coords["trace_step"] = train["trace_step"].values
+    if layers:
+        coords["layer"] = np.array([str(x) for x in train["layer"].values], dtype=object)
     ds = xr.Dataset(data, coords=coords)
     describe(ds)
     ds.attrs = {"model": str(train.attrs.get("model", "")), "entropy": entropy,
@@ -193,6 +200,38 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *, knn_k: int 
     return ds
 
 
+
+
+def layer_metrics(train, targets: Mapping[str, Mapping[str, np.ndarray]], names: list[str],
+                  labels: np.ndarray | None) -> dict[str, Any]:
+    """The H-side metrics at every transformer layer: ``dist_gram_H_layer`` and
+    ``corr_cos_H_layer`` on (step, layer, target) (:func:`~ntpgeom.metrics.core.compare_contexts`,
+    the same function as the last layer's ``dist_gram_H``/``corr_cos_H``), and with latent
+    attributes ``attribute_gap_layer``/``etf_distance_layer`` on (step, layer).
+
+    Empty for a run without ``H_layer`` (the UFM, older stores). Every layer has the width d of
+    H, so the chance levels are the final layer's (``corr_cos_H_chance`` …).
+    """
+    if "H_layer" not in train:
+        return {}
+    HL = train["H_layer"].transpose("step", "layer", "dim", "context").values
+    n_steps, n_layers = HL.shape[:2]
+    out = {k: np.full((n_steps, n_layers, len(names)), np.nan)
+           for k in ("dist_gram_H_layer", "corr_cos_H_layer")}
+    onehot = {k: np.full((n_steps, n_layers), np.nan)
+              for k in ("attribute_gap_layer", "etf_distance_layer")} if labels is not None else {}
+    for i in range(n_steps):
+        for j in range(n_layers):
+            H = HL[i, j].astype(float)                  # (d, m)
+            for t, name in enumerate(names):
+                for key, value in compare_contexts(H, targets[name]).items():
+                    out[f"{key}_layer"][i, j, t] = value
+            if onehot:
+                onehot["attribute_gap_layer"][i, j] = attribute_gap(H, labels)
+                onehot["etf_distance_layer"][i, j] = etf_distance(H)
+    data: dict[str, Any] = {k: (("step", "layer", "target"), v) for k, v in out.items()}
+    data.update({k: (("step", "layer"), v) for k, v in onehot.items()})
+    return data
 
 
 def geometry_store(*, train: str, table: str, reference: str, svm: Sequence[str] | str,

@@ -63,6 +63,15 @@ VOCABULARY: dict[str, tuple[str, str]] = {
                            "diagonal", "1"),
     "corr_cos_H_offdiag": ("structural correlation of cos(H_k) with the target's, off the "
                            "diagonal", "1"),
+    # -- per step, transformer layer (and target) -------------------------------------------------
+    "dist_gram_H_layer": ("dist_gram_H of the last position's representation after each layer "
+                          "(chance: dist_gram_H_chance)", "1"),
+    "corr_cos_H_layer": ("corr_cos_H of the last position's representation after each layer "
+                         "(chance: corr_cos_H_chance)", "1"),
+    "attribute_gap_layer": ("attribute_gap of the last position's representation after each "
+                            "layer", "1"),
+    "etf_distance_layer": ("etf_distance of the last position's representation after each layer",
+                           "1"),
     # -- per target -----------------------------------------------------------------------------
     "target_nuclear_norm": ("‖T‖_* of the target", "logit units"),
     "target_rank": ("rank of the target (σ > rank_rtol · σ_1)", "1"),
