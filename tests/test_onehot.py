@@ -193,3 +193,67 @@ def test_layer_metrics_last_layer_is_the_final_metric_and_figures_draw(tmp_path)
         save(fig, tmp_path / f"{name}.png")
         image = imread(tmp_path / f"{name}.png")
         assert image.shape[1] >= 600 and image[..., :3].std() > 0.05
+
+
+# -- training keeps the layers --------------------------------------------------------------------
+def _train_store(table, tmp_path, name, **kw):
+    from ntpgeom.store import open_store
+    from ntpgeom.train.training import TrainConfig, train
+
+    config = TrainConfig(**{"model": "transformer", "d": 8, "epochs": 30, "lr": 1e-2,
+                            "n_layers": 2, "n_heads": 2, "milestones": (), "device": "cpu",
+                            "weight_decay": 0.0, **kw})
+    out = tmp_path / f"{name}.zarr"
+    train(table, config, out=out, progress=False)
+    return open_store(out)
+
+
+def test_transformer_store_keeps_every_layer_and_ufm_none(tmp_path):
+    t = attribute_table([2, 3])
+    ds = _train_store(t, tmp_path, "tf")
+    assert ds["H_layer"].dims == ("step", "layer", "dim", "context")
+    assert list(ds["layer"].values) == ["embed", "block1", "block2", "norm"]
+    assert ds["H_layer"].shape == (ds.sizes["step"], 4, 8, t.m)
+    # The final norm's state is H itself, bit for bit (the same float32 forward).
+    np.testing.assert_array_equal(ds["H_layer"].sel(layer="norm").values, ds["H"].values)
+    # The embedding layer is the last token's embedding: contexts ending in one shape coincide.
+    emb = ds["H_layer"].sel(layer="embed").values[-1]
+    same_shape = t.context_label[:, 1] == t.context_label[0, 1]
+    np.testing.assert_array_equal(emb[:, same_shape], np.repeat(emb[:, :1], same_shape.sum(), 1))
+    assert "H_layer" not in _train_store(t, tmp_path, "ufm", model="ufm")
+
+
+@pytest.mark.parametrize("dataset", ["grammar", "ksubset"])
+def test_default_datasets_layer_figure_and_last_layer_equals_final_metrics(dataset, tmp_path):
+    """The default config's grammar and ksubset tables and transformer (d = 32, 4 layers; 40
+    epochs instead of 600 to stay fast): the geometry store's last layer is the final-layer
+    metric exactly, and the layers figure is drawn."""
+    from pathlib import Path
+
+    import yaml
+    from fixture_stores import solve_mm, svm_dataset
+    from matplotlib.image import imread
+
+    from ntpgeom.metrics.geometry import run_geometry
+    from ntpgeom.plots.figio import save
+    from ntpgeom.plots.figures import Bundle, Run, render
+    from ntpgeom.theory.reference import reference_dataset
+
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text())
+    t = make_table(cfg["datasets"][dataset], cfg["table"], progress=False)
+    train = {k: v for k, v in cfg["train"].items() if k not in ("models", "d", "seeds")}
+    ds = _train_store(t, tmp_path, dataset, **{**train, "d": cfg["train"]["d"][0],
+                                               "n_layers": 4, "n_heads": 6, "epochs": 40,
+                                               "milestones": (20,)})
+    geo = run_geometry(ds, t, reference_dataset(t), {"scs": svm_dataset(t, solve_mm(t.S()),
+                                                                        "scs")}, knn_k=3)
+    assert list(geo["layer"].values) == ["embed", "block1", "block2", "block3", "block4", "norm"]
+    for var in ("dist_gram_H", "corr_cos_H"):
+        last = geo[f"{var}_layer"].sel(layer="norm").values
+        np.testing.assert_array_equal(last, geo[var].values, err_msg=var)
+        assert np.isfinite(geo[f"{var}_layer"].sel(target="scs").values).all()
+    fig = render("layers", Bundle(dataset=dataset, runs=[Run(dataset, "transformer", "d32",
+                                                             geometry=geo)], svm={"scs": None}))
+    save(fig, tmp_path / "layers.png")
+    image = imread(tmp_path / "layers.png")
+    assert image.shape[1] >= 600 and image[..., :3].std() > 0.05

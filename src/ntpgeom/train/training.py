@@ -535,17 +535,18 @@ class Trainer:
         return metrics
 
     @torch.no_grad()
-    def evaluate(self) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-        """Metrics [CE, ‖W‖, ‖H‖] and W (V, d), H (d, m) at the current parameters, eagerly."""
+    def evaluate(self) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Metrics [CE, ‖W‖, ‖H‖] and :meth:`snapshot` at the current parameters, eagerly."""
         _, metrics = self.objective()
         return (metrics, *self.snapshot())
 
     @torch.no_grad()
-    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
-        """W (V, d) and H (d, m) at the current parameters (H by a forward pass for the TF)."""
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """W (V, d), H (d, m) and the transformer's per-layer states (layers, d, m) (None for the
+        other models) at the current parameters (H by a forward pass for the TF)."""
         W = self.model.W.detach().float().cpu().numpy().copy()
         H = self.model.H().detach().float().cpu().numpy().copy()
-        return W, H
+        return W, H, layer_snapshot(self.model)
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -571,6 +572,16 @@ class Trainer:
         self._set_lr(self.config.lr_at(self.step))
 
 
+def layer_snapshot(model: torch.nn.Module) -> np.ndarray | None:
+    """The last position's representation after the embedding, each block and the final norm,
+    (layers, d, m) in the paper's orientation (:meth:`Transformer.layer_states`); None for a
+    model without layers. Taken at checkpoints only: the training step keeps no extra state."""
+    if not hasattr(model, "layer_states"):
+        return None
+    with torch.no_grad():
+        return model.layer_states().transpose(1, 2).float().cpu().numpy().copy()
+
+
 # -----------------------------------------------------------------------------------------------
 # The run: trajectory, checkpoints, resume
 
@@ -588,6 +599,9 @@ class Trajectory:
     wall_seconds: float = 0.0  # training time, summed over resumed attempts
     device: str = "cpu"
     graph: bool = False
+    #: Transformer only: (layers, d, m) per checkpoint, :func:`layer_snapshot`; empty otherwise.
+    H_layer: list[np.ndarray] = field(default_factory=list)
+    layers: list[str] = field(default_factory=list)  # names of H_layer's first axis
 
     def to_state(self) -> dict[str, Any]:
         """Tensors and plain types only, so the checkpoint loads with ``weights_only=True``."""
@@ -596,17 +610,23 @@ class Trajectory:
                                                                           np.float32))
         V, d = self.W[0].shape if self.W else (0, 0)
         m = self.H[0].shape[1] if self.H else 0
-        return {"step": list(self.step), "metrics": stack(self.metrics, (3,)),
-                "W": stack(self.W, (V, d)), "H": stack(self.H, (d, m)),
-                "trace_step": list(self.trace_step), "trace": stack(self.trace, (3,)),
-                "wall_seconds": float(self.wall_seconds)}
+        state = {"step": list(self.step), "metrics": stack(self.metrics, (3,)),
+                 "W": stack(self.W, (V, d)), "H": stack(self.H, (d, m)),
+                 "trace_step": list(self.trace_step), "trace": stack(self.trace, (3,)),
+                 "wall_seconds": float(self.wall_seconds)}
+        if self.H_layer:
+            state["H_layer"] = stack(self.H_layer, (len(self.layers), d, m))
+            state["layers"] = list(self.layers)
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any], device: str, graph: bool) -> Trajectory:
         return cls(step=list(state["step"]), metrics=list(state["metrics"].numpy()),
                    W=list(state["W"].numpy()), H=list(state["H"].numpy()),
                    trace_step=list(state["trace_step"]), trace=list(state["trace"].numpy()),
-                   wall_seconds=float(state["wall_seconds"]), device=device, graph=graph)
+                   wall_seconds=float(state["wall_seconds"]), device=device, graph=graph,
+                   H_layer=list(state["H_layer"].numpy()) if "H_layer" in state else [],
+                   layers=list(state.get("layers", [])))
 
 
 def checkpoint_path(out: str | os.PathLike) -> Path:
@@ -720,7 +740,8 @@ def fit(table: Table, config: TrainConfig, *, checkpoint: str | os.PathLike | No
     with _numerics(device, config.threads):
         trainer = Trainer(table, config, device, features)
         fp = fingerprint(table, config, device, trainer.use_graph, features)
-        traj = Trajectory(device=str(device), graph=trainer.use_graph)
+        traj = Trajectory(device=str(device), graph=trainer.use_graph,
+                          layers=list(getattr(trainer.model, "layer_names", [])))
         path = Path(checkpoint) if checkpoint is not None else None
         if path is not None and path.exists():
             state = _load_checkpoint(path, fp, device)
@@ -817,6 +838,8 @@ def _run(trainer: Trainer, traj: Trajectory, config: TrainConfig, entropy: float
                 _check_finite([s], traj.metrics[-1][None], config, path)
                 traj.W.append(snap[0])
                 traj.H.append(snap[1])
+                if snap[2] is not None:
+                    traj.H_layer.append(snap[2])
             if len(pending) >= 4096:
                 flush()
             bar.update(s + 1, 1, metrics if (s + 1) % max(1, E // 1000) == 0 else None)
@@ -825,12 +848,14 @@ def _run(trainer: Trainer, traj: Trajectory, config: TrainConfig, entropy: float
         flush()
         if trainer.step == E and (not traj.step or traj.step[-1] != E):
             # The last step has no update after it: evaluate once more for its metrics.
-            metrics, W, H = trainer.evaluate()
+            metrics, W, H, H_layer = trainer.evaluate()
             traj.step.append(E)
             traj.metrics.append(metrics.double().cpu().numpy())
             _check_finite([E], traj.metrics[-1][None], config, path)
             traj.W.append(W)
             traj.H.append(H)
+            if H_layer is not None:
+                traj.H_layer.append(H_layer)
             if not traj.trace_step or traj.trace_step[-1] != E:
                 traj.trace_step.append(E)
                 traj.trace.append(metrics.double().cpu().numpy())
@@ -878,6 +903,10 @@ def to_dataset(traj: Trajectory, table: Table, config: TrainConfig,
                      if config.model == "transformer" else "")})
     data["logits"] = (("step", "token", "context"), logits.astype(np.float32),
                       {"long_name": "L = W H"})
+    if traj.H_layer:
+        data["H_layer"] = (("step", "layer", "dim", "context"), np.stack(traj.H_layer),
+                           {"long_name": "last position's representation after the embedding, "
+                            "each block and the final norm (= H)"})
     coords = {
         "step": ("step", np.array(traj.step, dtype=np.int64), {"long_name": "optimizer updates"}),
         "trace_step": ("trace_step", np.array(traj.trace_step, dtype=np.int64)),
@@ -885,6 +914,8 @@ def to_dataset(traj: Trajectory, table: Table, config: TrainConfig,
         "context": ("context", np.array(table.contexts, dtype=obj)),
         "dim": ("dim", np.arange(config.d, dtype=np.int64)),
     }
+    if traj.H_layer:
+        coords["layer"] = ("layer", np.array(traj.layers, dtype=obj))
     if config.model == "linear":
         # H̄ is fixed: stored once with the run's linear reference, not per step (artifacts.md).
         for name in ("H", "norm_H", "trace_norm_H"):
