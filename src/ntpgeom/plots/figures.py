@@ -293,7 +293,12 @@ def in_support(runs: Sequence[Run]) -> Any:
         axes[0, 1].plot(x, g["relative_offset"].values, color=r.color, marker=".")
     for ax in axes[0]:
         _step_axis(ax)
-    axes[0, 0].set_yscale("log")
+    if any((r.geometry["in_support_error"].values > 0).any() for r in runs):
+        axes[0, 0].set_yscale("log")
+    else:  # one-hot tables: every support has one token, so P_F(L) = L* = 0 at every step
+        axes[0, 0].text(0.5, 0.5, "‖P_F(L_k) − L*‖_F = 0 at every step:\nevery support has a "
+                        "single token (k = 1)", transform=axes[0, 0].transAxes, ha="center",
+                        va="center", fontsize=9, color="grey")
     axes[0, 0].set_ylabel("‖P_F(L_k) − L*‖_F  (logit units)")
     axes[0, 0].set_title("F3  In-support part converges to L*")
     axes[0, 1].set_ylabel("‖L_k − L*‖_F / ‖L_k‖_F  (ratio)")
@@ -694,7 +699,7 @@ def onehot(bundle: Bundle) -> Any:
     shaded; a transformer's per-layer curves thin. Datasets without latent attributes
     (``context_label``) say so."""
     runs = [r for r in bundle.runs if "attribute_gap" in r.geometry]
-    fig, axes = _new(1, 2, (12, 4.2))
+    fig, axes = _new(1, 2, (12, 5.2))
     if not runs:
         for ax in axes[0]:
             _placeholder(ax, "no latent attributes in this table (context_label)")
@@ -707,9 +712,13 @@ def onehot(bundle: Bundle) -> Any:
                 for name in g["layer"].values[:-1]:
                     ax.plot(x, g[f"{var}_layer"].sel(layer=name).values, color=r.color, lw=0.6,
                             alpha=0.5)
-        mean, std = float(g["attribute_gap_chance"]), float(g["attribute_gap_chance_std"])
-        axes[0, 0].axhspan(mean - CHANCE_SIGMAS * std, mean + CHANCE_SIGMAS * std, color=r.color,
-                           alpha=0.15, lw=0, label=f"{r.label}: chance ± {CHANCE_SIGMAS}σ")
+    # One band per distinct chance level (runs of one width share it).
+    bands = dict.fromkeys((float(r.geometry["attribute_gap_chance"]),
+                           float(r.geometry["attribute_gap_chance_std"])) for r in runs)
+    for mean, std in bands:
+        axes[0, 0].axhspan(mean - CHANCE_SIGMAS * std, mean + CHANCE_SIGMAS * std, color="grey",
+                           alpha=0.15, lw=0,
+                           label=f"chance {mean:+.3f} ± {CHANCE_SIGMAS}·{std:.3f}")
     if runs:
         axes[0, 0].axhline(0.0, color=SOLVER_STYLE["color"], lw=0.8, label="simplex ETF: 0")
         axes[0, 1].axhline(0.1, color="grey", lw=0.8, ls=":", label="0.1")
@@ -719,8 +728,8 @@ def onehot(bundle: Bundle) -> Any:
                              strict=True):
             _step_axis(ax)
             ax.set_title(title, fontsize=9)
-            ax.legend(fontsize=7)
         axes[0, 1].set_ylim(bottom=0)
+        _legend(fig, axes, loc="outside lower center", ncol=4)
     fig.suptitle(f"{bundle.dataset}: structure before collapse? (thin: transformer layers)")
     return fig
 
