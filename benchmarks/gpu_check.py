@@ -98,12 +98,13 @@ def profile_top(model: str, steps: int = 20, top: int = 10) -> list[dict]:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from ntpgeom.train.training import TrainConfig, Trainer
+    from ntpgeom.train.config import TrainConfig
+    from ntpgeom.train.engine import make_trainer
 
     bench = _bench("train")
     torch.set_float32_matmul_precision("high")  # TF32, as fit() sets it on CUDA
-    trainer = Trainer(bench.paper_table(), TrainConfig(model=model, d=128, device="cuda"),
-                      torch.device("cuda"))
+    trainer = make_trainer(bench.paper_table(), [TrainConfig(model=model, d=128, device="cuda")],
+                           torch.device("cuda"))
     for _ in range(5):
         trainer.advance()
     torch.cuda.synchronize()
@@ -173,7 +174,7 @@ def pipeline(work: Path, device: str = "cuda", epochs: int | None = None) -> lis
     from ntpgeom.store import open_store, write_store
     from ntpgeom.theory.reference import reference_dataset
     from ntpgeom.theory.svm import load_table, solve, solve_options
-    from ntpgeom.train.training import train_files
+    from ntpgeom.train.stage import train_from_files
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
 
@@ -209,9 +210,9 @@ def pipeline(work: Path, device: str = "cuda", epochs: int | None = None) -> lis
                     for seed in train["seeds"]:
                         stem = f"d{d}" + (f"-ridge{ridge:g}" if ridge else "") + f"-seed{seed}"
                         run = base / "train" / model / f"{stem}.zarr"
-                        train_files(base / "table.zarr", run, dict(shared, model=model, d=d,
-                                                                   ridge=float(ridge), seed=seed),
-                                    progress=False)
+                        train_from_files(base / "table.zarr", run,
+                                         dict(shared, model=model, d=d, ridge=float(ridge),
+                                              seed=seed), progress=False)
                         runs.append((name, model, run))
         geometry = section("geometry", name)
         for _, model, run in [r for r in runs if r[0] == name]:

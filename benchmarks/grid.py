@@ -1,12 +1,11 @@
 """Benchmarks of the grid stage.
 
 1. A 1,000-point grid must dry-run (`snakemake -n`) in under 10 s.
-2. Batched training (``ntpgeom.train.batched``): 8 seeds of a paper-size UFM (V = 104, m = 400, d =
-   128)
-   in one vmap-ed step against one run. The goal (8 seeds in at most 2x one run's time) is for a
-   GPU, where one run is launch-bound and the CUDA graph replays all 8 for the launches of one; it
-   is checked only on CUDA. On a CPU the step is compute-bound and the ratio is printed for
-   reference only.
+2. Batched training (``ntpgeom.train.engine.VmapRuns``): 8 seeds of a paper-size UFM (V = 104,
+   m = 400, d = 128) in one vmap-ed step against one run. The goal (8 seeds in at most 2x one
+   run's time) is for a GPU, where one run is launch-bound and the CUDA graph replays all 8 for
+   the launches of one; it is checked only on CUDA. On a CPU the step is compute-bound and the
+   ratio is printed for reference only.
 
 (1) in detail:
 
@@ -55,10 +54,10 @@ def main() -> int:
     if proc.returncode != 0:
         print(proc.stderr[-3000:])
         return 1
-    jobs = [ln for ln in proc.stdout.splitlines() if ln.startswith("grid_point")]
+    jobs = [ln for ln in proc.stdout.splitlines() if ln.startswith("grid_batch")]
     with open("/proc/loadavg") as f:
         load = f.read().split()[0]
-    print(f"grid dry-run: 1,000 points ({jobs[0].split()[-1] if jobs else '?'} grid_point jobs): "
+    print(f"grid dry-run: 1,000 points ({jobs[0].split()[-1] if jobs else '?'} grid_batch jobs): "
           f"{seconds:.1f} s wall, {cpu:.1f} s CPU (load {load}; goal < {GOAL_S:.0f} s)")
     return 0 if min(seconds, cpu) < GOAL_S else 1
 
@@ -67,33 +66,33 @@ def batched_ms(steps: int | None = None) -> dict[int, float]:
     """Milliseconds per step of B = 1 and B = 8 equal-shape UFM runs (CUDA if present)."""
     import time
 
-    import numpy as np
     import torch
 
     from ntpgeom.data.synthetic import random_table
-    from ntpgeom.train.batched import BatchedUFM
+    from ntpgeom.train.config import TrainConfig, numerics
+    from ntpgeom.train.engine import make_trainer
 
     cuda = torch.cuda.is_available()
-    device, dtype = ("cuda", torch.float32) if cuda else ("cpu", torch.float32)
-    torch.set_num_threads(1)
+    device = torch.device("cuda" if cuda else "cpu")
     t = random_table(104, 400, max_support=6, seed=0)  # the paper's TinyStories extract's shape
-    Q = t.P() * t.pi[None, :]
     steps = steps or (2000 if cuda else 100)
     ms = {}
     for B in (1, 8):
-        pts = [{"seed": s, "lr": 1e-2, "lambda": 0.0, "optimizer": "adamw"} for s in range(B)]
-        model = BatchedUFM(Q, 128, pts, device=device, dtype=dtype)
-        for _ in range(5):  # warm-up (and graph capture on CUDA)
-            model.step()
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(steps):
-            model.step()
-        if cuda:
-            torch.cuda.synchronize()
-        ms[B] = (time.perf_counter() - start) / steps * 1e3
-        assert np.isfinite(model.loss()).all()
+        configs = [TrainConfig(d=128, lr=1e-2, weight_decay=0.0, milestones=(), seed=s,
+                               device=device.type, threads=1) for s in range(B)]
+        with numerics(device, 1):
+            trainer = make_trainer(t, configs, device)
+            for _ in range(5):  # warm-up (and graph capture on CUDA)
+                trainer.advance()
+            if cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(steps):
+                trainer.advance()
+            if cuda:
+                torch.cuda.synchronize()
+            ms[B] = (time.perf_counter() - start) / steps * 1e3
+            assert bool(torch.isfinite(trainer.evaluate()).all())
     return ms
 
 

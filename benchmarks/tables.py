@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT.parent / "shared" / "data" / "tinystories_sample.txt"
+SAMPLE = ROOT / "data" / "tinystories_sample.txt"
 
 WORKER = r"""
 import json, resource, sys, time

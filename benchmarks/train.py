@@ -20,7 +20,8 @@ import time
 import torch
 
 from ntpgeom.data.synthetic import random_table
-from ntpgeom.train.training import TrainConfig, Trainer, fit
+from ntpgeom.train.config import TrainConfig
+from ntpgeom.train.engine import fit, make_trainer
 
 
 def paper_table(m: int = 400):
@@ -48,7 +49,8 @@ def time_steps(table, configs: dict[str, TrainConfig], device: torch.device, bud
     The configs' steps are interleaved (one step of each in turn), so that load from other
     processes on a shared machine hits all of them alike and their ratios stay meaningful.
     """
-    trainers = {name: Trainer(table, config, device) for name, config in configs.items()}
+    trainers = {name: make_trainer(table, [config], device)
+                for name, config in configs.items()}
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for trainer in trainers.values():
         for _ in range(5 if device.type == "cuda" else 1):

@@ -6,8 +6,6 @@
 # also drawn with every run of every dataset, fig_overlay_<name> → results/figures/<name>.png.
 
 
-include: "figures_helpers.smk"
-
 
 # -----------------------------------------------------------------------------------------------
 for _figure, (_, _needs) in FIGURES.items():
@@ -20,12 +18,12 @@ for _figure, (_, _needs) in FIGURES.items():
             code=src_files("theory/reference", "metrics", "plots/figures", "plots/figio"),
         output:
             png=report(
-                f"results/{{dataset}}/figures/{_figure}.png",
+                fill(FIGURE, name=_figure, ext="png"),
                 caption=f"../report/{_figure}.rst",
                 category="Figures",
                 subcategory="{dataset}",
             ),
-            pdf=f"results/{{dataset}}/figures/{_figure}.pdf",
+            pdf=fill(FIGURE, name=_figure, ext="pdf"),
         log:
             f"logs/{{dataset}}/figures/{_figure}.log",
         params:
@@ -48,12 +46,12 @@ for _figure in OVERLAYS:
             code=src_files("theory/reference", "metrics", "plots/figures", "plots/figio"),
         output:
             png=report(
-                overlay_path(_figure, "png"),
+                fill(OVERLAY, name=_figure, ext="png"),
                 caption=f"../report/{_figure}.rst",
                 category="Figures",
                 subcategory="all datasets",
             ),
-            pdf=overlay_path(_figure, "pdf"),
+            pdf=fill(OVERLAY, name=_figure, ext="pdf"),
         log:
             f"logs/figures/{_figure}.log",
         params:

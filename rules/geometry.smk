@@ -2,19 +2,17 @@
 # checkpoint → results/{dataset}/geometry/{model}/{run}.zarr (metrics: src/ntpgeom/metrics/).
 
 
-include: "geometry_helpers.smk"
-
 
 # -----------------------------------------------------------------------------------------------
 rule geometry:
     input:
-        train="results/{dataset}/train/{model}/{run}.zarr",
-        table="results/{dataset}/table.zarr",
-        reference="results/{dataset}/reference.zarr",
+        train=rules.train.output.store,
+        table=rules.build_table.output.table,
+        reference=rules.reference.output.reference,
         svm=svm_stores,
         code=src_files("theory/reference", "metrics"),
     output:
-        geometry=directory("results/{dataset}/geometry/{model}/{run}.zarr"),
+        geometry=directory(GEOMETRY),
     log:
         "logs/{dataset}/geometry/{model}/{run}.log",
     benchmark:

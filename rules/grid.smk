@@ -1,69 +1,39 @@
-# Parameter grids: config `grids:` → one store per point → results/grid/{grid}.zarr → its figure.
-# Points are enumerated only when the aggregate's inputs are asked for (no per-point work at parse
-# time); each point's params are its own resolved parameters, so editing one axis value reruns
-# exactly the points that changed (`--rerun-triggers params`), and editing the package reruns all
-# of them (a digest of its sources is a param of every point).
-
-include: "grid_helpers.smk"
+# Parameter grids: config `grids:` → one store per batch of points (a batch of one by default) →
+# results/grid/{grid}.zarr → its figure. Points are enumerated only when the aggregate's inputs are
+# asked for; each batch's params are its points' resolved parameters, so editing one axis value
+# reruns exactly the batches that changed (`--rerun-triggers params`), and editing the package
+# reruns all of them (a digest of its sources is a param of every batch).
 
 
 # -----------------------------------------------------------------------------------------------
-rule grid_point:
+rule grid_batch:
     input:
-        unpack(grid_point_input),
+        unpack(grid_batch_input),
     output:
-        point=directory("results/grid/{grid}/points/{point}.zarr"),
+        batch=directory(GRID_BATCH),
     log:
-        "logs/grid/{grid}/points/{point}.log",
-    wildcard_constraints:
-        grid=GRIDS_PER_POINT,
+        "logs/grid/{grid}/batches/{batch}.log",
     params:
-        point=grid_point_params,
+        patterns=grid_batch_patterns,
+        points=grid_batch_points,
         code=GRID_POINT_CODE,
     threads: 1
     resources:
-        mem_mb=1024,
-        runtime=grid_point_runtime,
-        gpu=grid_point_gpu,
+        mem_mb=2048,
+        runtime=grid_batch_runtime,
+        gpu=grid_batch_gpu,
     conda:
         "../envs/grid.yaml"
     script:
-        "../scripts/grid_point.py"
-
-
-for _grid, _batches in GRID_BATCHES.items():
-    for _i, _patterns in enumerate(_batches):
-
-        rule:
-            name:
-                f"grid_batch_{_grid}_{_i}"
-            input:
-                table=grid_batch_table(_grid, _patterns),
-                svm=grid_batch_svm(_grid, _patterns),
-            output:
-                points=[directory(f"results/grid/{_grid}/points/{p}.zarr") for p in _patterns],
-            log:
-                f"logs/grid/{_grid}/batches/{_i}.log",
-            params:
-                points=grid_batch_points(_grid, _patterns),
-                code=GRID_POINT_CODE,
-            threads: 1
-            resources:
-                mem_mb=2048,
-                runtime=30,
-                gpu=grid_batch_gpu(_grid, _patterns),
-            conda:
-                "../envs/grid.yaml"
-            script:
-                "../scripts/grid_batch.py"
+        "../scripts/grid_batch.py"
 
 
 rule grid_aggregate:
     input:
-        points=grid_point_stores,
+        batches=grid_batch_stores,
         code=src_files("studies/grid"),
     output:
-        grid=directory("results/grid/{grid}.zarr"),
+        grid=directory(GRID),
     log:
         "logs/grid/{grid}.log",
     params:
@@ -80,10 +50,10 @@ rule grid_aggregate:
 
 rule grid_figure:
     input:
-        grid="results/grid/{grid}.zarr",
+        grid=rules.grid_aggregate.output.grid,
         code=src_files("studies/grid", "plots/grid_figures"),
     output:
-        png="results/grid/figures/{grid}.png",
+        png=GRID_FIGURE,
     log:
         "logs/grid/figures/{grid}.log",
     params:

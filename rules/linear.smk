@@ -4,8 +4,6 @@
 # NeurIPS Fig. 3 metrics) → results/{dataset}/figures/linear/{embedding}/<name>.png.
 
 
-include: "linear_helpers.smk"
-
 
 wildcard_constraints:
     embedding="[A-Za-z0-9-]+",
@@ -15,11 +13,11 @@ wildcard_constraints:
 # -----------------------------------------------------------------------------------------------
 rule linear_reference:
     input:
-        table="results/{dataset}/table.zarr",
+        table=rules.build_table.output.table,
         store=linear_store,
         code=src_files("theory/reference", "theory/linear", "theory/conic", "metrics", "studies/linear"),
     output:
-        reference=directory("results/{dataset}/linear/{embedding}/reference.zarr"),
+        reference=directory(LINEAR_REFERENCE),
     log:
         "logs/{dataset}/linear/{embedding}/reference.log",
     benchmark:
@@ -38,11 +36,11 @@ rule linear_reference:
 
 rule linear_train:
     input:
-        table="results/{dataset}/table.zarr",
-        reference="results/{dataset}/linear/{embedding}/reference.zarr",
-        code=src_files("theory/reference", "theory/linear", "theory/conic", "metrics", "studies/linear", "train/training", "train/model"),
+        table=rules.build_table.output.table,
+        reference=rules.linear_reference.output.reference,
+        code=src_files("theory/reference", "theory/linear", "theory/conic", "metrics", "studies/linear", "train"),
     output:
-        train=directory("results/{dataset}/linear/{embedding}/train/{optimizer}.zarr"),
+        train=directory(LINEAR_TRAIN),
     log:
         "logs/{dataset}/linear/{embedding}/train/{optimizer}.log",
     benchmark:
@@ -65,17 +63,17 @@ for _figure in LINEAR_FIGURES:
         name:
             f"fig_linear_{_figure}"
         input:
-            reference="results/{dataset}/linear/{embedding}/reference.zarr",
+            reference=rules.linear_reference.output.reference,
             train=linear_train_stores,
             code=src_files("plots/figures", "plots/figio", "plots/linear_figures"),
         output:
             png=report(
-                f"results/{{dataset}}/figures/linear/{{embedding}}/{_figure}.png",
+                fill(LINEAR_FIGURE, name=_figure, ext="png"),
                 caption=f"../report/linear_{_figure}.rst",
                 category="Linear model",
                 subcategory="{dataset} / {embedding}",
             ),
-            pdf=f"results/{{dataset}}/figures/linear/{{embedding}}/{_figure}.pdf",
+            pdf=fill(LINEAR_FIGURE, name=_figure, ext="pdf"),
         log:
             f"logs/{{dataset}}/figures/linear/{{embedding}}/{_figure}.log",
         params:
@@ -92,12 +90,12 @@ rule fig_linear_toy:
         code=src_files("theory/reference", "theory/linear", "theory/conic", "metrics", "studies/linear", "plots/figures", "plots/figio", "plots/linear_figures"),
     output:
         png=report(
-            "results/figures/linear_toy.png",
+            fill(LINEAR_TOY, ext="png"),
             caption="../report/linear_toy.rst",
             category="Linear model",
             subcategory="2-D toy",
         ),
-        pdf="results/figures/linear_toy.pdf",
+        pdf=fill(LINEAR_TOY, ext="pdf"),
     log:
         "logs/figures/linear_toy.log",
     params:

@@ -3,8 +3,6 @@
 # and with a `linear` section one section per (dataset, embedding) of the linear study. `snakemake --report` gives Snakemake's own report too.
 
 
-include: "report_helpers.smk"
-
 
 # -----------------------------------------------------------------------------------------------
 rule report:
@@ -16,7 +14,7 @@ rule report:
         ),
         captions=report_captions(),
     output:
-        html="results/report.html",
+        html=REPORT,
     log:
         "logs/report.log",
     params:

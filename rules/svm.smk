@@ -2,16 +2,14 @@
 # results/{dataset}/svm/{solver}.zarr (the NTP-SVM solution L^mm, its factors and certificate).
 
 
-include: "svm_helpers.smk"
-
 
 # -----------------------------------------------------------------------------------------------
 rule reference:
     input:
-        table="results/{dataset}/table.zarr",
+        table=rules.build_table.output.table,
         code=src_files("theory/reference", "theory/conic", "theory/svm"),
     output:
-        reference=directory("results/{dataset}/reference.zarr"),
+        reference=directory(REFERENCE),
     log:
         "logs/{dataset}/reference.log",
     params:
@@ -28,10 +26,10 @@ rule reference:
 
 rule svm_solve:
     input:
-        table="results/{dataset}/table.zarr",
+        table=rules.build_table.output.table,
         code=src_files("theory/reference", "theory/conic", "theory/svm"),
     output:
-        svm=directory("results/{dataset}/svm/{solver}.zarr"),
+        svm=directory(SVM),
     log:
         "logs/{dataset}/svm/{solver}.log",
     benchmark:

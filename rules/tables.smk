@@ -1,8 +1,6 @@
 # Stage 1: corpus → results/{dataset}/table.zarr (π, P, support, entropy, context token ids).
 
 
-include: "tables_helpers.smk"
-
 
 # -----------------------------------------------------------------------------------------------
 rule build_table:
@@ -10,7 +8,7 @@ rule build_table:
         sources=table_sources,
         code=src_files("data"),
     output:
-        table=directory("results/{dataset}/table.zarr"),
+        table=directory(TABLE),
     log:
         "logs/{dataset}/table.log",
     benchmark:

@@ -2,16 +2,14 @@
 # (UFM and transformer; runs = d × ridge × seed of the dataset's `train` section).
 
 
-include: "train_helpers.smk"
-
 
 # -----------------------------------------------------------------------------------------------
 rule train:
     input:
         table=rules.build_table.output.table,
-        code=src_files("train/model", "train/training"),
+        code=src_files("train"),
     output:
-        store=directory("results/{dataset}/train/{model}/{run}.zarr"),
+        store=directory(TRAIN),
     log:
         "logs/{dataset}/train/{model}/{run}.log",
     benchmark:

@@ -1,4 +1,4 @@
-"""Rules grid_batch_<grid>_<i>: equal-shape grid points trained together → one store per point."""
+"""Rule grid_batch: a batch of grid points (one by default) → its store under results/grid/."""
 
 import sys
 
@@ -6,19 +6,22 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from ntpgeom.data.table import load  # noqa: E402
 from ntpgeom.store import script_main, write_store  # noqa: E402
-from ntpgeom.studies.grid import max_margin_logits, reweight_counts, run_points  # noqa: E402
+from ntpgeom.studies.grid import (  # noqa: E402
+    batch_dataset,
+    max_margin_logits,
+    reweight_counts,
+    run_points,
+)
 
 
 def main() -> None:
     points = snakemake.params.points
-    first = points[0]
+    first = points[0]  # dataset, solver and count model are shape keys: equal in a batch
     table = reweight_counts(load(snakemake.input.table), first["count_model"],
                             zipf_a=first["zipf_a"])
-    svm = snakemake.input.svm[0] if snakemake.input.svm else None
-    L_mm = max_margin_logits(table, first["solver"], svm)
+    L_mm = max_margin_logits(table, first["solver"], snakemake.input.get("svm"))
     stores = run_points(table, L_mm, points, threads=snakemake.threads)
-    for ds, out in zip(stores, snakemake.output.points, strict=True):
-        write_store(ds, out)
+    write_store(batch_dataset(stores, snakemake.params.patterns), snakemake.output.batch)
 
 
 script_main(main)

@@ -9,13 +9,13 @@ import sys
 sys.stderr = open(snakemake.log[0], "a", buffering=1)
 
 from ntpgeom.store import script_main  # noqa: E402
-from ntpgeom.train.training import train_files  # noqa: E402
+from ntpgeom.train.stage import train_from_files  # noqa: E402
 
 
 def main() -> None:
     # One thread: on the 2-core baseline machine two threads were slower than one (baselines.md).
     settings = dict(snakemake.params.settings, threads=snakemake.threads)
-    train_files(snakemake.input.table, snakemake.output.store, settings, progress=False)
+    train_from_files(snakemake.input.table, snakemake.output.store, settings, progress=False)
 
 
 script_main(main)

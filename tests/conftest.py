@@ -10,15 +10,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT.parent / "shared" / "data" / "tinystories_sample.txt"
+SAMPLE = ROOT / "data" / "tinystories_sample.txt"  # shipped with the project (data/README.md)
 BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="session")
 def sample() -> Path:
-    """The 2 MB TinyStories sample beside the project (never copied into the repo)."""
-    if not SAMPLE.is_file():
-        pytest.skip(f"{SAMPLE} is missing (it lives in ../shared beside the checkout)")
+    """The 2 MB TinyStories sample that ships in data/ (a missing file is a broken checkout)."""
+    assert SAMPLE.is_file(), f"{SAMPLE} is missing: it is part of the repository (data/README.md)"
     return SAMPLE
 
 

@@ -125,7 +125,7 @@ def train_ufm(table: Table, *, model: str = "ufm", d: int = 16, steps: int = 200
                "entropy": H_ent})
 
 
-# (model, run, d, seed): run names as rules/train_helpers.smk makes them for d: [16], seeds: [0];
+# (model, run, d, seed): run names as rules/common.smk makes them for d: [16], seeds: [0];
 # the two trajectories differ by the initialization seed.
 RUNS = (("ufm", "d16-seed0", 16, 0), ("transformer", "d16-seed0", 16, 1))
 

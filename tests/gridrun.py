@@ -11,8 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-COPY = ["Snakefile", "config.yaml", "rules", "scripts", "schemas", "envs", "profiles", "src",
-        "tests/configs"]
+COPY = ["Snakefile", "config.yaml", "config", "data", "rules", "scripts", "schemas", "envs",
+        "profiles", "src", "tests/configs"]
 
 
 def project_copy(dest: Path) -> Path:

@@ -79,9 +79,10 @@ def test_tinystories_config_has_the_papers_shape(sample):
     import yaml
     from conftest import ROOT
     cfg = yaml.safe_load((ROOT / "config" / "tinystories.yaml").read_text())
-    dataset = dict(cfg["datasets"]["tinystories"])
+    dataset = dict(cfg["datasets"]["tinystories_paper"])  # its table settings are its own
+    assert (ROOT / dataset["text"]["path"]).resolve() == sample.resolve()
     dataset["text"] = {**dataset["text"], "path": str(sample)}
-    t = make_table(dataset, cfg["table"], progress=False)
+    t = make_table(dataset, dataset.pop("table"), progress=False)
     assert t.m == 400                      # paper: m ≈ 400
     assert 90 <= t.V <= 110                # paper: V = 104
     assert 4.5 <= t.support_size.mean() <= 6  # paper: mean support 5.05

@@ -155,7 +155,7 @@ def linear_problem():
 def test_claim8_gd_ngd_adam_approach_W_mm_in_direction_and_W_star_on_F(  # noqa: N802
         linear_problem, optimizer, lr):
     from ntpgeom.studies.linear import run_metrics, train_config
-    from ntpgeom.train.training import fit
+    from ntpgeom.train.engine import fit
 
     table, H, ref = linear_problem
     spec = {"optimizer": optimizer, "lr": lr}

@@ -22,7 +22,8 @@ import yaml
 from ntpgeom.data.synthetic import ksubset_table
 from ntpgeom.metrics.core import compare
 from ntpgeom.theory.reference import centered_support, factorize
-from ntpgeom.train.training import TrainConfig, fit
+from ntpgeom.train.config import TrainConfig
+from ntpgeom.train.engine import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = ROOT / "benchmarks" / "gpu_check.py"
@@ -187,13 +188,13 @@ def test_cpu_and_cuda_runs_agree(model):
     Tolerances: in float64 (no TF32) the two differ only by the order of reductions, ~1e-16
     relative per operation. Training amplifies that: on CPU, one vs two threads (another
     reduction order) moved the transformer's CE − H by 1e-11 relative over these 300 steps, so
-    rtol 1e-8 leaves a 1000x margin. The distances are computed from the float32 checkpoints the
-    trainer keeps, so they agree to a few float32 ulps: atol 1e-6 on values of ~0.1-0.3. In
+    rtol 1e-8 leaves a 1000x margin. The distances are computed from the checkpoints the
+    trainer keeps (float64 here, formerly float32): atol 1e-6 on values of ~0.1-0.3. In
     float32 the comparison would mean little: CUDA's TF32 matmuls round at ~5e-4, and on CPU
     float32 against float64 alone moved the transformer's CE − H by 8e-3 relative.
 
     The LR (2⁻⁷) and γ (0.5) are exact in float32 because the CUDA-graph path holds the LR in a
-    float32 tensor (``Trainer.lr_tensor``) also in float64 runs: lr 1e-2 becomes 1e-2·(1 − 2e-8),
+    float32 tensor (``Runs.lr_tensors``) also in float64 runs: lr 1e-2 becomes 1e-2·(1 − 2e-8),
     which alone moved this float64 transformer's CE − H by 2.6e-4 relative on CPU. At such an LR
     the test would measure that rounding, not the devices.
     """

@@ -1,10 +1,12 @@
-"""Grid expansion, point parameters, count reweighting, the batched trainer and the aggregate."""
+"""Grid expansion, point parameters, count reweighting, training points through the engine and the
+aggregate."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 from ntpgeom.data.synthetic import ksubset_table, random_table
 from ntpgeom.errors import UserError
@@ -12,14 +14,19 @@ from ntpgeom.metrics.core import rank_limited_distance
 from ntpgeom.studies.grid import (
     GridSpec,
     aggregate,
+    batch_dataset,
     batch_key,
+    batch_names,
     max_margin_logits,
     parse_grid,
+    point_config,
     reweight_counts,
     run_points,
+    train_points,
 )
 from ntpgeom.theory.reference import centered_support
-from ntpgeom.train.batched import BatchedUFM, checkpoint_steps, train_batch
+from ntpgeom.train.config import checkpoint_steps
+from ntpgeom.train.engine import fit, fit_runs
 
 DATASETS = ["k5", "other"]
 
@@ -134,83 +141,110 @@ def test_rank_limited_distance_is_eckart_young():
     assert rank_limited_distance(s, 20) == 0.0
 
 
-# -- the batched trainer ------------------------------------------------------------------------
-def _one_run_reference(P, pi, d, point, epochs):
-    """The same run with torch.optim on ordinary modules, one point at a time."""
-    from ntpgeom.train.batched import init_params
-
-    W0, H0 = init_params(P.shape[0], P.shape[1], d, point["seed"])
-    W, H = W0.clone().requires_grad_(), H0.clone().requires_grad_()
-    lam = point["lambda"]
-    if point["optimizer"] == "gd":
-        opt = torch.optim.SGD([W, H], lr=point["lr"])
-    elif point["optimizer"] == "adam":
-        opt = torch.optim.Adam([W, H], lr=point["lr"])
-    else:
-        opt = torch.optim.AdamW([W, H], lr=point["lr"], weight_decay=lam)
-    Q = torch.as_tensor(P * pi[None, :])
-    ridge = 0.0 if point["optimizer"] == "adamw" else lam
-    for _ in range(epochs):
-        opt.zero_grad()
-        loss = -(Q * torch.log_softmax(W @ H, 0)).sum() + ridge * (W.square().sum()
-                                                                        + H.square().sum())
-        loss.backward()
-        opt.step()
-    return W.detach().numpy(), H.detach().numpy()
+# -- training points -------------------------------------------------------------------------
+def _point(**kw):
+    return {**parse_grid("g", {"axes": {"seed": [0]}}, datasets=["k5"]).point("seed~0"), **kw}
 
 
-def test_batched_step_equals_torch_optim_per_point():
+POINTS = [_point(seed=0, lr=0.5, optimizer="gd", epochs=30, checkpoints=6),
+          _point(seed=1, lr=0.3, optimizer="gd", epochs=30, checkpoints=6, **{"lambda": 0.01}),
+          _point(seed=2, lr=0.01, optimizer="adam", epochs=30, checkpoints=6,
+                 **{"lambda": 0.001}),
+          _point(seed=3, lr=0.01, optimizer="adamw", epochs=30, checkpoints=6,
+                 **{"lambda": 0.1})]
+
+
+def _same(a, b):
+    assert a.step == b.step
+    for name in ("metrics", "W", "H"):
+        for x, y in zip(getattr(a, name), getattr(b, name), strict=True):
+            assert torch.equal(torch.from_numpy(x), torch.from_numpy(y)), name
+
+
+def test_batched_points_equal_the_training_stage_runs_bit_for_bit():
+    """B points of mixed optimizer, LR, λ and seed in one vmap-ed step: each equals, bit for bit,
+    the training stage's run of its settings (same initial draw, same trajectory), and the
+    module backend (autograd through nn.Module, another reduction order) to float64 rounding."""
     t = ksubset_table(5, 2)
-    P, pi = t.P(), t.pi
-    points = [{"seed": 0, "lr": 0.5, "lambda": 0.0, "optimizer": "gd"},
-              {"seed": 1, "lr": 0.3, "lambda": 0.01, "optimizer": "gd"},
-              {"seed": 2, "lr": 0.01, "lambda": 0.001, "optimizer": "adam"},
-              {"seed": 3, "lr": 0.01, "lambda": 0.1, "optimizer": "adamw"}]
-    runs = train_batch(P, pi, 4, points, epochs=30, steps=np.array([0, 30]))
-    for point, run in zip(points, runs, strict=True):
-        W, H = _one_run_reference(P, pi, 4, point, 30)
-        np.testing.assert_allclose(run["W"][-1], W, rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(run["H"][-1], H, rtol=1e-9, atol=1e-12)
+    batched = train_points(t, POINTS, device="cpu")
+    steps = checkpoint_steps(30, count=6)
+    for point, run in zip(POINTS, batched, strict=True):
+        config = point_config(point, device="cpu")
+        assert config.dtype == "float64" and config.milestones == ()
+        _same(run, fit(t, config, progress=False, steps=steps))  # the training stage's engine
+        (module,) = fit_runs(t, [config], progress=False, steps=steps, batched=False)
+        np.testing.assert_allclose(run.W[-1], module.W[-1], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(run.H[-1], module.H[-1], rtol=1e-12, atol=1e-14)
+
+
+def test_grid_step_is_the_closed_form_gradient_step():
+    """Independent reference of the math: one GD step of a point with ridge λ is
+    W ← W − η(∇_L Hᵀ + 2λW), H ← H − η(Wᵀ∇_L + 2λH), ∇_L = (softmax(L) − P) diag(π) (NumPy),
+    and the recorded loss is the paper code's per-sample mean CE plus λ(‖W‖² + ‖H‖²)."""
+    from scipy.special import log_softmax, softmax
+
+    t = ksubset_table(5, 2)
+    lr, lam = 0.4, 0.03
+    (run,) = train_points(t, [_point(lr=lr, optimizer="gd", epochs=1, checkpoints=2,
+                                     **{"lambda": lam})], device="cpu")
+    W0, H0 = run.W[0], run.H[0]
+    L = W0 @ H0
+    G = (softmax(L, axis=0) - t.P()) * t.pi
+    np.testing.assert_allclose(run.W[1], W0 - lr * (G @ H0.T + 2 * lam * W0), rtol=1e-13,
+                               atol=1e-15)
+    np.testing.assert_allclose(run.H[1], H0 - lr * (W0.T @ G + 2 * lam * H0), rtol=1e-13,
+                               atol=1e-15)
+    rows, tokens = np.repeat(t.column, t.pair_count), np.repeat(t.indices, t.pair_count)
+    per_sample = -log_softmax(L, axis=0)[tokens, rows].mean()  # the paper code's loss
+    (ds,) = run_points(t, centered_support(t.S()), [_point(lr=lr, optimizer="gd", epochs=1,
+                                                          checkpoints=2, **{"lambda": lam})])
+    ridge = lam * ((W0 ** 2).sum() + (H0 ** 2).sum())
+    assert ds["loss"].values[0] == pytest.approx(per_sample + ridge, rel=1e-13)
 
 
 def test_batch_of_one_equals_its_row_in_a_batch():
     t = ksubset_table(5, 2)
-    pts = [{"seed": s, "lr": 0.5, "lambda": 0.0, "optimizer": "gd"} for s in range(3)]
-    together = train_batch(t.P(), t.pi, 3, pts, epochs=20, steps=np.array([20]))
-    alone = train_batch(t.P(), t.pi, 3, pts[1:2], epochs=20, steps=np.array([20]))
-    np.testing.assert_allclose(together[1]["W"], alone[0]["W"], rtol=1e-12)
+    pts = [_point(seed=s, lr=0.5, d=3, epochs=20, checkpoints=2) for s in range(3)]
+    together = train_points(t, pts, device="cpu")
+    alone = train_points(t, pts[1:2], device="cpu")
+    np.testing.assert_allclose(together[1].W, alone[0].W, rtol=1e-12)
+    _same(together[1], alone[0])
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_graph_replay_equals_eager():
+    from ntpgeom.train.config import TrainConfig
+
     t = ksubset_table(6, 2)
-    pts = [{"seed": s, "lr": 0.01, "lambda": 0.0, "optimizer": "adam"} for s in range(8)]
-    Q = t.P() * t.pi[None, :]
-    graph = BatchedUFM(Q, 8, pts, device="cuda", dtype=torch.float64, cuda_graph=True)
-    eager = BatchedUFM(Q, 8, pts, device="cuda", dtype=torch.float64, cuda_graph=False)
-    for _ in range(50):
-        graph.step()
-        eager.step()
-    np.testing.assert_allclose(graph.snapshot()[0], eager.snapshot()[0], rtol=1e-10)
+    configs = [TrainConfig(d=8, epochs=50, optimizer="adam", lr=0.01, weight_decay=0.0,
+                           milestones=(), seed=s, device="cuda", dtype="float64")
+               for s in range(8)]
+    graph = fit_runs(t, configs, progress=False)
+    eager = fit_runs(t, [TrainConfig(**{**c.to_dict(), "graph": "off", "betas": c.betas,
+                                        "milestones": ()}) for c in configs], progress=False)
+    assert graph[0].graph and not eager[0].graph
+    for g, e in zip(graph, eager, strict=True):
+        np.testing.assert_allclose(g.W[-1], e.W[-1], rtol=1e-10)
 
 
 def test_checkpoint_steps():
-    s = checkpoint_steps(1000, 5)
+    s = checkpoint_steps(1000, count=5)
     assert s[0] == 0 and s[-1] == 1000 and (np.diff(s) > 0).all()
-    assert list(checkpoint_steps(1, 10)) == [0, 1]
+    assert list(checkpoint_steps(1, count=10)) == [0, 1]
 
 
 # -- points and the aggregate -------------------------------------------------------------------
 def _run_grid(tmp_path, s: GridSpec):
+    """Every batch of the grid (batch_names) trained and written as the grid_batch rule does."""
     t = ksubset_table(5, 2)
     L_mm = centered_support(t.S())
     from ntpgeom.store import write_store
 
     stores = {}
-    for p in s.patterns():
-        (ds,) = run_points(t, L_mm, [s.point(p)])
-        stores[p] = write_store(ds, tmp_path / f"{p}.zarr")
+    for name, patterns in batch_names(s).items():
+        points = run_points(t, L_mm, [s.point(p) for p in patterns])
+        stores[name] = write_store(batch_dataset(points, patterns), tmp_path / f"{name}.zarr")
     return stores
 
 
@@ -224,7 +258,7 @@ def test_aggregate_has_axes_as_dims_in_declared_order(tmp_path):
     assert list(agg["d"].values) == [8, 2] and list(agg["optimizer"].values) == ["gd", "adam"]
     from ntpgeom.store import open_store
 
-    one = open_store(stores["d~2/optimizer~adam"])
+    one = open_store(stores["d~2/optimizer~adam"]).sel(point="d~2/optimizer~adam")
     np.testing.assert_array_equal(agg["ce_minus_entropy"].sel(d=2, optimizer="adam").values,
                                   one["ce_minus_entropy"].values)
     # S̄ of 2-subsets of 5 tokens has rank 4
@@ -274,25 +308,47 @@ def test_aggregate_never_takes_a_half_written_point(tmp_path):
                    datasets=["k5"])
     stores = _run_grid(tmp_path, s)
     (stores["seed~1"] / "zarr.json").unlink()  # as a write killed half-way would leave it
-    with pytest.raises(UserError, match=r"point store .*seed~1.zarr is incomplete"):
+    with pytest.raises(UserError, match=r"batch store .*seed~1.zarr is incomplete"):
         aggregate(s, stores)
-    with pytest.raises(UserError, match="1 points have no store"):
+    with pytest.raises(UserError, match="1 batches have no store"):
         aggregate(s, {"seed~0": stores["seed~0"]})
 
 
+def test_a_batch_of_several_points_aggregates_as_points_alone(tmp_path):
+    """batch: 3 → batches b0, b1 (equal shapes only) whose stores hold their points on dim
+    `point`; the aggregate equals that of the same grid trained one point per batch, bit for bit
+    (UFM points train in the engine's vmap backend either way)."""
+    axes = {"d": [2, 4], "seed": [0, 1]}
+    fixed = {"epochs": 10, "checkpoints": 3, "lr": 0.05}
+    one = parse_grid("g", {"axes": axes, "fixed": fixed}, datasets=["k5"])
+    three = parse_grid("g", {"axes": axes, "fixed": fixed, "batch": 3}, datasets=["k5"])
+    assert batch_names(three) == {"b0": ["d~2/seed~0", "d~2/seed~1"],
+                                  "b1": ["d~4/seed~0", "d~4/seed~1"]}
+    assert batch_names(one) == {p: [p] for p in one.patterns()}
+    alone = aggregate(one, _run_grid(tmp_path / "one", one))
+    together = aggregate(three, _run_grid(tmp_path / "three", three))
+    xr.testing.assert_identical(alone.drop_attrs(), together.drop_attrs())
+    stores = _run_grid(tmp_path / "swap", three)
+    stores["b0"], stores["b1"] = stores["b1"], stores["b0"]
+    with pytest.raises(UserError, match="holds points"):
+        aggregate(three, stores)
+
+
 def test_transformer_points_train_through_the_training_stage():
-    from ntpgeom.train.training import TrainConfig, fit
+    from ntpgeom.train.config import TrainConfig
 
     t = ksubset_table(5, 2)
     s = parse_grid("g", {"axes": {"model": ["transformer"]},
                          "fixed": {"d": 12, "epochs": 3, "lr": 0.01, "optimizer": "adam",
                                    "lambda": 0.01}}, datasets=["k5"])
     (ds,) = run_points(t, centered_support(t.S()), [s.point("model~transformer")])
-    cfg = TrainConfig(model="transformer", d=12, epochs=3, optimizer="adamw", lr=0.01,
-                      weight_decay=0.0, ridge=0.01, milestones=(), seed=0, device="cpu")
+    cfg = TrainConfig(model="transformer", d=12, epochs=3, optimizer="adam", lr=0.01,
+                      weight_decay=0.0, ridge=0.01, milestones=(), seed=0, device="cpu",
+                      dtype="float64")
     traj = fit(t, cfg, progress=False)
     want = np.stack(traj.W)[-1] @ np.stack(traj.H)[-1]
     np.testing.assert_allclose(ds["L_final"].values, want, rtol=1e-5)
+    np.testing.assert_array_equal(ds["L_final"].values, want)  # the same run, bit for bit
     assert np.isfinite(ds["ce_minus_entropy"]).all() and ds["step"].values[-1] == 3
 
 
@@ -328,15 +384,15 @@ def test_workflow_reruns_exactly_the_changed_points(tmp_path):
     # sort_keys=False: a grid's axes keep their declared order (the aggregate's dimension order).
     cfg["grids"]["tiny"]["axes"]["d"] = [2, 4]  # d=2 points stay, d=4 points are new
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    assert _dry_jobs(work)["grid_point"] == 2
+    assert _dry_jobs(work)["grid_batch"] == 2
 
     cfg["grids"]["tiny"]["axes"]["d"] = [2, 8]
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     assert _dry_jobs(work) == {}
     # an edit of the package code the points import reruns every point
-    with open(work / "src/ntpgeom/train/batched.py", "a") as f:
+    with open(work / "src/ntpgeom/train/engine.py", "a") as f:
         f.write("\n# edited\n")
-    assert _dry_jobs(work)["grid_point"] == 4
+    assert _dry_jobs(work)["grid_batch"] == 4
 
 
 @pytest.mark.slow

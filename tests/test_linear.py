@@ -32,7 +32,8 @@ from ntpgeom.theory.linear import (
     solve_wmm_cvx,
     solve_wmm_fista,
 )
-from ntpgeom.train.training import TrainConfig, fit
+from ntpgeom.train.config import TrainConfig
+from ntpgeom.train.engine import fit
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +212,30 @@ def test_ngd_moves_w_by_exactly_its_step(problem):
                          milestones=(), dtype="float64", device="cpu")
     traj = fit(table, config, features=H, progress=False)
     assert np.linalg.norm(traj.W[-1].astype(float) - traj.W[0]) == pytest.approx(0.37, rel=1e-6)
+
+
+def test_linear_study_run_is_the_engine_run_bit_for_bit(problem, tmp_path):
+    """The study's runs (train_config + the training stage's train, as linear.train_files calls
+    them) are the engine's: trained alone or two optimizers in one vmap-ed batch, the same bits."""
+    from ntpgeom.store import open_store
+    from ntpgeom.train.engine import fit_runs
+    from ntpgeom.train.stage import train
+
+    table, H = problem
+    options = {"epochs": 40, "seed": 0, "dtype": "float64", "checkpoints_per_decade": 3,
+               "device": "cpu"}
+    configs = [train_config(spec, d=H.shape[0], L_smooth=2.0, options=options)
+               for spec in ({"optimizer": "gd", "lr": "auto"},
+                            {"optimizer": "adamw", "lr": 0.01, "weight_decay": 1e-4})]
+    batched = fit_runs(table, configs, features=H, progress=False)
+    for b, config in enumerate(configs):
+        alone = fit(table, config, features=H, progress=False)
+        assert alone.step == batched[b].step
+        for x, y in zip(alone.W + alone.trace, batched[b].W + batched[b].trace, strict=True):
+            assert torch.equal(torch.from_numpy(x), torch.from_numpy(y))
+        ds = open_store(train(table, config, out=tmp_path / f"{b}.zarr", features=H,
+                              progress=False) and tmp_path / f"{b}.zarr")
+        np.testing.assert_array_equal(ds["W"].values, np.stack(alone.W).astype(np.float32))
 
 
 # -- bad input ------------------------------------------------------------------------------------

@@ -198,7 +198,8 @@ def test_layer_metrics_last_layer_is_the_final_metric_and_figures_draw(tmp_path)
 # -- training keeps the layers --------------------------------------------------------------------
 def _train_store(table, tmp_path, name, **kw):
     from ntpgeom.store import open_store
-    from ntpgeom.train.training import TrainConfig, train
+    from ntpgeom.train.config import TrainConfig
+    from ntpgeom.train.stage import train
 
     config = TrainConfig(**{"model": "transformer", "d": 8, "epochs": 30, "lr": 1e-2,
                             "n_layers": 2, "n_heads": 2, "milestones": (), "device": "cpu",

@@ -347,8 +347,9 @@ def test_editing_the_corpus_reruns_the_table_and_what_follows(tmp_path):
     (work / "corpus").mkdir(parents=True)
     corpus(work / "corpus" / "a.txt", 0.1)
     cfg = work / "config.yaml"
+    # Absolute paths: a relative one is relative to the workflow folder, not to --directory.
     cfg.write_text(yaml.safe_dump({
-        "datasets": {"ts": {"source": "text", "text": {"path": "corpus"}}},
+        "datasets": {"ts": {"source": "text", "text": {"path": str(work / "corpus")}}},
         "table": {"context_length": 2, "top_m": 10, "min_support": 2}}))
     target = "results/ts/reference.zarr"
     res = snakemake(work, cfg, target, tmp_path=tmp_path)
@@ -367,9 +368,9 @@ def test_editing_the_corpus_reruns_the_table_and_what_follows(tmp_path):
     # A tokenizer's file is an input too.
     (work / "tok.json").write_text("{}")
     cfg.write_text(yaml.safe_dump({
-        "datasets": {"ts": {"source": "text", "text": {"path": "corpus"}}},
+        "datasets": {"ts": {"source": "text", "text": {"path": str(work / "corpus")}}},
         "table": {"context_length": 2, "tokenizer": {"kind": "huggingface",
-                                                      "path": "tok.json"}}}))
+                                                      "path": str(work / "tok.json")}}}))
     res = snakemake(work, cfg, target, "-n", tmp_path=tmp_path)
     build = res.stdout[res.stdout.index("rule build_table"):]
     assert "tok.json" in build.split("output:")[0], res.stdout
@@ -382,7 +383,7 @@ def test_kill_9_of_snakemake_then_make_resume(tmp_path):
     corpus(work / "big.txt", 10)
     cfg = work / "config.yaml"
     cfg.write_text(yaml.safe_dump({
-        "datasets": {"ts": {"source": "text", "text": {"path": "big.txt"}}},
+        "datasets": {"ts": {"source": "text", "text": {"path": str(work / "big.txt")}}},
         "table": {"context_length": 5, "top_m": 10}}))
     sm_args = ["--directory", str(work), "--configfile", str(cfg), "--workflow-profile",
                str(ROOT / "profiles" / "default"), "results/ts/table.zarr"]

@@ -1,6 +1,6 @@
-"""Tests of ntpgeom.train.training: the distinct-context loss against the per-sample loss and a
-closed-form
-gradient, convergence CE → H, determinism, resume (also after a real SIGKILL), the store, errors."""
+"""Tests of the training engine (ntpgeom.train): the distinct-context loss against the per-sample
+loss and a closed-form gradient, convergence CE → H, determinism, resume (also after a real
+SIGKILL), the guards, the store, errors."""
 
 from __future__ import annotations
 
@@ -19,8 +19,12 @@ import torch
 from ntpgeom.data.synthetic import ksubset_table, random_table
 from ntpgeom.data.table import Table
 from ntpgeom.errors import UserError
-from ntpgeom.train import training as T
-from ntpgeom.train.training import Objective, TrainConfig, Trainer, fit
+from ntpgeom.train import engine as E
+from ntpgeom.train import stage
+from ntpgeom.train.config import TrainConfig, checkpoint_steps
+from ntpgeom.train.engine import Runs, fit, make_trainer
+from ntpgeom.train.objective import Objective
+from ntpgeom.train.trajectory import Trajectory, checkpoint_path
 
 CPU = torch.device("cpu")
 requires_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -40,7 +44,7 @@ def tiny(model: str = "ufm", **kw) -> TrainConfig:
 
 def _objective(table: Table, model: str, form: str, ridge: float = 0.0) -> Objective:
     # Q is built from the table in float64 (a float32 Q would cost ~1e-8 of the agreement).
-    model = Trainer(table, tiny(model, loss=form, ridge=ridge), CPU).model.double()
+    model = make_trainer(table, [tiny(model, loss=form, ridge=ridge)], CPU).model.double()
     return Objective(model, table, form, ridge, dtype=torch.float64)
 
 
@@ -102,7 +106,7 @@ def test_lr_schedule_matches_torch_multisteplr():
 
 
 def test_gd_step_is_plain_gradient_descent(table):
-    trainer = Trainer(table, tiny(optimizer="gd", lr=0.3, weight_decay=0.0), CPU)
+    trainer = make_trainer(table, [tiny(optimizer="gd", lr=0.3, weight_decay=0.0)], CPU)
     before = {k: p.detach().clone() for k, p in trainer.model.named_parameters()}
     trainer.advance()
     for k, p in trainer.model.named_parameters():
@@ -110,11 +114,11 @@ def test_gd_step_is_plain_gradient_descent(table):
 
 
 def test_checkpoint_steps_are_log_spaced():
-    assert T.checkpoint_steps(30_000) == [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000,
+    assert checkpoint_steps(30_000) == [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000,
                                           5000, 10000, 20000, 30000]
-    assert T.checkpoint_steps(7) == [0, 1, 2, 5, 7]
-    assert T.checkpoint_steps(0) == [0]
-    assert T.checkpoint_steps(100, per_decade=4) == [0, 1, 2, 3, 6, 10, 18, 32, 56, 100]
+    assert checkpoint_steps(7) == [0, 1, 2, 5, 7]
+    assert checkpoint_steps(0) == [0]
+    assert checkpoint_steps(100, per_decade=4) == [0, 1, 2, 3, 6, 10, 18, 32, 56, 100]
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -153,9 +157,9 @@ def test_cpu_rerun_is_bit_identical(table, model):
     assert not np.array_equal(a.W[0], c.W[0])  # the seed matters
 
 
-def _assert_same_trajectory(a: T.Trajectory, b: T.Trajectory) -> None:
+def _assert_same_trajectory(a: Trajectory, b: Trajectory) -> None:
     assert a.step == b.step and a.trace_step == b.trace_step
-    for name in ("metrics", "W", "H", "trace"):
+    for name in ("metrics", "W", "H", "H_layer", "trace"):
         for x, y in zip(getattr(a, name), getattr(b, name), strict=True):
             assert np.array_equal(x, y), name
 
@@ -164,21 +168,85 @@ def _assert_same_trajectory(a: T.Trajectory, b: T.Trajectory) -> None:
 def test_resume_after_interrupt_is_bit_identical(table, model, tmp_path, monkeypatch):
     config = tiny(model, epochs=60, save_every_s=1e9, milestones=(15, 30), optimizer="adamw")
     ckpt = tmp_path / "run.ckpt.pt"
-    advance = Trainer.advance
+    update = Runs._update
 
     def crash_at_33(self):
+        # Interrupted in the middle of the update of step 33: the parameters are no state of the
+        # run, so the interrupt does not save and the last checkpoint stands.
         if self.step == 33:
+            self.dirty = True  # as _update marks it before touching the parameters
             raise KeyboardInterrupt
-        return advance(self)
+        return update(self)
 
-    monkeypatch.setattr(Trainer, "advance", crash_at_33)
+    monkeypatch.setattr(Runs, "_update", crash_at_33)
     with pytest.raises(KeyboardInterrupt):
         fit(table, config, checkpoint=ckpt, progress=False)
-    monkeypatch.setattr(Trainer, "advance", advance)
+    monkeypatch.setattr(Runs, "_update", update)
     saved = torch.load(ckpt, weights_only=True)
     assert saved["trainer"]["step"] == 20  # the last checkpoint step before the crash
     resumed = fit(table, config, checkpoint=ckpt, progress=False)
     _assert_same_trajectory(resumed, fit(table, config, progress=False))
+
+
+@pytest.mark.parametrize("model", ["ufm", "transformer"])
+def test_interrupt_between_steps_saves_and_resumes_bit_identical(table, model, tmp_path,
+                                                                 monkeypatch):
+    """Ctrl-C (any exception) between two steps saves a checkpoint at that step (issue 12)."""
+    config = tiny(model, epochs=40, save_every_s=1e9, optimizer="adamw")
+    ckpt = tmp_path / "run.ckpt.pt"
+    advance = Runs.advance
+
+    def interrupt_at_33(self):
+        if self.step == 33:
+            raise KeyboardInterrupt
+        return advance(self)
+
+    monkeypatch.setattr(Runs, "advance", interrupt_at_33)
+    with pytest.raises(KeyboardInterrupt):
+        fit(table, config, checkpoint=ckpt, progress=False)
+    monkeypatch.setattr(Runs, "advance", advance)
+    assert torch.load(ckpt, weights_only=True)["trainer"]["step"] == 33  # not 20: saved on exit
+    _assert_same_trajectory(fit(table, config, checkpoint=ckpt, progress=False),
+                            fit(table, config, progress=False))
+
+
+@pytest.mark.parametrize("model", ["ufm", "transformer"])
+def test_divergence_stops_with_one_line_and_no_store(table, model, tmp_path):
+    """GD with a huge step overflows: one UserError naming the step and the fix, no store and no
+    checkpoint of the diverged state."""
+    config = tiny(model, optimizer="gd", lr=1e30, weight_decay=0.0, epochs=50)
+    out = tmp_path / "run.zarr"
+    with pytest.raises(UserError, match=r"^training diverged: the loss or the parameters are not "
+                       r"finite at step \d+ \(optimizer gd, lr 1e\+30\); nothing written: use a "
+                       r"smaller learning rate") as e:
+        stage.train(table, config, out=out, progress=False)
+    assert "\n" not in str(e.value)
+    assert not out.exists() and not checkpoint_path(out).exists()
+
+
+def test_batch_equals_single_runs_bit_for_bit(table):
+    """B UFM runs with their own seed, LR, optimizer and λ in one vmap-ed step: each is, bit for
+    bit, the run trained alone (the training stage's run of its settings)."""
+    configs = [tiny(seed=0), tiny(seed=1, lr=0.05, milestones=(10,)),
+               tiny(seed=2, optimizer="gd", lr=0.3, ridge=0.01),
+               tiny(seed=3, optimizer="adam", weight_decay=1e-3, ridge=0.02)]
+    together = E.fit_runs(table, configs, progress=False)
+    for config, run in zip(configs, together, strict=True):
+        _assert_same_trajectory(run, fit(table, config, progress=False))
+
+
+@pytest.mark.filterwarnings("ignore:There is a performance drop")  # sdpa: vmap falls back to a loop
+def test_batched_transformer_agrees_with_the_module_backend(table):
+    """The vmap backend runs any model; for the transformer its batched reductions run in another
+    order than the module's, so 30 AdamW steps agree to float32 rounding (measured ~1e-6), not bit
+    for bit: grids train transformer points one by one."""
+    configs = [tiny("transformer", epochs=30, seed=s) for s in (0, 1)]
+    batched = E.fit_runs(table, configs, progress=False, batched=True)
+    for config, run in zip(configs, batched, strict=True):
+        alone = fit(table, config, progress=False)
+        np.testing.assert_allclose(np.stack(run.trace), np.stack(alone.trace), rtol=1e-4,
+                                   atol=1e-5)
+        assert not np.array_equal(run.W[0], batched[1 - configs.index(config)].W[0])
 
 
 def test_checkpoint_from_other_config_is_refused(table, tmp_path):
@@ -199,8 +267,8 @@ def test_store_follows_the_contract(table, tmp_path):
     from ntpgeom.store import open_store
 
     out = tmp_path / "train" / "transformer" / "d8-seed0.zarr"
-    T.train(table, tiny("transformer", epochs=12, trace_every=5), out=out, progress=False)
-    assert not T.checkpoint_path(out).exists()  # removed once the store is in place
+    stage.train(table, tiny("transformer", epochs=12, trace_every=5), out=out, progress=False)
+    assert not checkpoint_path(out).exists()  # removed once the store is in place
     ds = open_store(out)
     assert list(ds["step"].values) == [0, 1, 2, 5, 10, 12]
     assert list(ds["trace_step"].values) == [0, 5, 10, 12]
@@ -267,7 +335,7 @@ def test_cuda_without_cuda(table, caplog):
         fit(table, tiny(device="cuda"), progress=False)
     with pytest.raises(UserError, match="graph: on needs a CUDA device"):
         fit(table, tiny(graph="on"), progress=False)
-    with caplog.at_level("INFO", logger="ntpgeom.train.training"):
+    with caplog.at_level("INFO", logger="ntpgeom.train.config"):
         traj = fit(table, tiny(device="auto", epochs=2), progress=False)
     assert traj.device == "cpu" and "no CUDA device, training on CPU" in caplog.text
 
@@ -290,7 +358,7 @@ def test_resume_after_sigkill_gives_the_unkilled_store(tmp_path):
         cmd = [sys.executable, "-m", "ntpgeom.cli", *args, "--out", str(out)]
         proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
         if kill_after is not None:
-            ckpt = T.checkpoint_path(out)
+            ckpt = checkpoint_path(out)
             deadline = time.monotonic() + 60
             while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.02)
@@ -306,7 +374,7 @@ def test_resume_after_sigkill_gives_the_unkilled_store(tmp_path):
     killed = tmp_path / "killed" / "d8-seed0.zarr"
     run(killed, kill_after=0.05)
     assert not killed.exists()  # killed mid-run
-    step = torch.load(T.checkpoint_path(killed), weights_only=True)["trainer"]["step"]
+    step = torch.load(checkpoint_path(killed), weights_only=True)["trainer"]["step"]
     assert 0 < step < 3000
     run(killed)  # resumes
     clean = tmp_path / "clean" / "d8-seed0.zarr"
@@ -345,17 +413,17 @@ def test_cuda_graph_matches_eager(table, model):
 def test_cuda_graph_resume(table, tmp_path, monkeypatch):
     config = tiny("transformer", device="cuda", epochs=40, save_every_s=1e9)
     ckpt = tmp_path / "run.ckpt.pt"
-    advance = Trainer.advance
+    advance = Runs.advance
 
     def crash(self):
         if self.step == 27:
             raise KeyboardInterrupt
         return advance(self)
 
-    monkeypatch.setattr(Trainer, "advance", crash)
+    monkeypatch.setattr(Runs, "advance", crash)
     with pytest.raises(KeyboardInterrupt):
         fit(table, config, checkpoint=ckpt, progress=False)
-    monkeypatch.setattr(Trainer, "advance", advance)
+    monkeypatch.setattr(Runs, "advance", advance)
     resumed = fit(table, config, checkpoint=ckpt, progress=False)
     full = fit(table, config, progress=False)
     np.testing.assert_allclose(np.stack(resumed.trace), np.stack(full.trace), rtol=1e-4,

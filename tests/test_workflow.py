@@ -50,12 +50,13 @@ def test_bad_config_is_rejected_with_the_setting_named(tmp_path):
 
 
 def test_user_error_in_a_rule_is_one_line_in_its_log(tmp_path):
+    missing = tmp_path / "missing.txt"  # absolute: a relative one is from the workflow folder
     cfg = workdir(tmp_path, {"datasets": {"gone": {"source": "text",
-                                                   "text": {"path": "missing.txt"}}}})
+                                                   "text": {"path": str(missing)}}}})
     res = snakemake(tmp_path, cfg, "results/gone/table.zarr")
     assert res.returncode != 0
     log = (tmp_path / "logs/gone/table.log").read_text()
-    assert "ntpgeom: error: text.path: missing.txt does not exist" in log
+    assert f"ntpgeom: error: text.path: {missing} does not exist" in log
     assert "Traceback" not in log
     assert not (tmp_path / "results/gone/table.zarr").exists()
 

@@ -23,7 +23,7 @@ from ntpgeom.errors import UserError
 from ntpgeom.store import check_output, install_signal_handlers, interrupted_status
 
 # Modules that contribute a subcommand, in the order they appear in ``ntpgeom --help``.
-SUBCOMMANDS = ["ntpgeom.data.build", "ntpgeom.theory.svm", "ntpgeom.train.training"]
+SUBCOMMANDS = ["ntpgeom.data.build", "ntpgeom.theory.svm", "ntpgeom.train.stage"]
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -41,7 +41,7 @@ def make_parser() -> argparse.ArgumentParser:
 def _resume_hint(args: argparse.Namespace | None) -> str:
     """What a rerun does: training resumes from the checkpoint it kept, the rest starts over."""
     if args is not None and args.command == "train":
-        from ntpgeom.train.training import checkpoint_path
+        from ntpgeom.train.trajectory import checkpoint_path  # torch: the train command only
 
         if checkpoint_path(args.out).exists():
             return f"checkpoint kept in {checkpoint_path(args.out)}: rerun to resume"

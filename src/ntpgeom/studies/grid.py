@@ -1,9 +1,10 @@
 """Parameter grids: named axes over the point parameters, their expansion, and their aggregate.
 
 A grid (``config.yaml`` → ``grids: {name: {axes: ..., fixed: ...}}``) is the Cartesian product of
-its axes. Each point is one training run with its own store
-(``results/grid/{grid}/points/{pattern}.zarr``) and the aggregate stacks every point's store into
-one dataset with the axes as dimensions (``results/grid/{grid}.zarr``, ``docs/artifacts.md``).
+its axes. Each point is one training run; points train in batches (a batch of one by default,
+:func:`batch_names`), one store per batch (``results/grid/{grid}/batches/{batch}.zarr``, its points
+on dim ``point``), and the aggregate stacks every point into one dataset with the axes as
+dimensions (``results/grid/{grid}.zarr``, ``docs/artifacts.md``).
 
 Point paths use Snakemake's ``Paramspace`` format (``model~ufm/d~8/seed~0``), built here from the
 axis values without Snakemake, so the expansion is pure and unit-tested and costs nothing per point
@@ -20,7 +21,7 @@ import itertools
 import json
 import logging
 import math
-import warnings
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -238,6 +239,40 @@ def batch_key(point: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(point[k] for k in SHAPE_KEYS)
 
 
+def batch_names(spec: GridSpec) -> dict[str, list[str]]:
+    """Batch name → the patterns of its points: the jobs of the grid and their stores.
+
+    A batch of one is a batch: with ``batch: 1`` every point is its own batch, named by its
+    pattern (``d~4_seed~0``); with ``batch > 1`` the batches of :meth:`GridSpec.batches` are
+    named ``b0``, ``b1``, … in grid order.
+    """
+    if spec.batch == 1:
+        return {p: [p] for p in spec.patterns()}
+    return {f"b{i}": patterns for i, patterns in enumerate(spec.batches())}
+
+
+def batch_dataset(points: Sequence[Any], patterns: Sequence[str]):
+    """One batch's store: its points' datasets (:func:`point_dataset`) stacked on a ``point``
+    dim labelled by their patterns; each point's parameters stay in attrs ``points``."""
+    import xarray as xr
+
+    from ntpgeom.store import provenance
+
+    parts = []
+    for ds in points:
+        ds = ds.copy()
+        ds.attrs = {}
+        parts.append(ds)
+    batch = xr.concat(parts, dim="point", coords="minimal", compat="override",
+                      data_vars="all")
+    batch = batch.assign_coords(point=("point", np.array(list(patterns), dtype=object)))
+    batch.attrs = provenance({"points": [json.loads(ds.attrs.get("config") or "{}")
+                                         for ds in points]},
+                             wall_seconds=sum(float(ds.attrs.get("wall_seconds") or 0)
+                                              for ds in points))
+    return batch
+
+
 # -- tables -------------------------------------------------------------------------------------
 def reweight_counts(table: Table, count_model: str, *, zipf_a: float = 1.0) -> Table:
     """The same supports with new pair counts: the ``imbalance`` grid's knob.
@@ -349,14 +384,15 @@ def point_dataset(history: Mapping[str, np.ndarray], *, table: Table,
 
 
 def aggregate(spec: GridSpec, stores: Mapping[str, str | Path]):
-    """Stack every point's store into one dataset with the grid's axes as dimensions.
+    """Stack every point into one dataset with the grid's axes as dimensions.
 
     Parameters
     ----------
     spec : GridSpec
         The grid.
     stores : mapping
-        Point pattern → path of its store; must cover every point of the grid.
+        Batch name (:func:`batch_names`) → path of its store (:func:`batch_dataset`); together
+        they must hold every point of the grid.
 
     Returns
     -------
@@ -368,27 +404,34 @@ def aggregate(spec: GridSpec, stores: Mapping[str, str | Path]):
     Raises
     ------
     UserError
-        If a point is missing or its store is not complete (no ``zarr.json``: an interrupted write
-        never counts as a point).
+        If a batch is missing or its store is not complete (no ``zarr.json``: an interrupted write
+        never counts), or lacks one of its points.
     """
     import xarray as xr
 
     from ntpgeom.store import open_store, provenance
 
-    # Snakemake leaves a .snakemake_timestamp file in every directory output; zarr warns about it.
-    warnings.filterwarnings("ignore", message="Object at .snakemake_timestamp")
-    patterns = list(spec.patterns())
-    missing = [p for p in patterns if p not in stores]
+    batches = batch_names(spec)
+    missing = [b for b in batches if b not in stores]
     if missing:
-        raise UserError(f"grids.{spec.name}: {len(missing)} points have no store, e.g. "
+        raise UserError(f"grids.{spec.name}: {len(missing)} batches have no store, e.g. "
                         f"'{missing[0]}'; run the grid first")
-    parts = []
-    for pattern in patterns:
-        path = Path(stores[pattern])
+    found: dict[str, Any] = {}
+    for name, patterns in batches.items():
+        path = Path(stores[name])
         if not (path / "zarr.json").is_file():
-            raise UserError(f"grids.{spec.name}: point store {path} is incomplete or missing; "
+            raise UserError(f"grids.{spec.name}: batch store {path} is incomplete or missing; "
                             "rerun the grid (snakemake --rerun-incomplete)")
         ds = open_store(path)
+        held = [str(p) for p in ds["point"].values]
+        if held != list(patterns):
+            raise UserError(f"grids.{spec.name}: batch store {path} holds points {held[:3]}…, "
+                            f"not the grid's {list(patterns)[:3]}…; rerun the grid")
+        for pattern in patterns:
+            found[pattern] = ds.sel(point=pattern, drop=True)
+    parts = []
+    for pattern in spec.patterns():
+        ds = found[pattern]
         ds.attrs = {}
         parts.append(ds)
     combined = xr.concat(parts, dim="point", join="outer", fill_value=np.nan,
@@ -420,9 +463,54 @@ def _coord(values: Sequence[Any]) -> np.ndarray:
 
 
 # -- running points ------------------------------------------------------------------------------
+def point_config(point: Mapping[str, Any], *, device: str, threads: int = 1):
+    """The :class:`ntpgeom.train.config.TrainConfig` of a grid point: the training stage's run of
+    the same settings, seed and initial draw.
+
+    The grid's optimizers are the stage's: ``gd`` and ``adam`` with the ridge λ(‖W‖² + ‖H‖²) in
+    the loss, ``adamw`` with decoupled decay λ; no LR schedule. float64 on CPU (the tiny problems
+    are exact there), float32 on CUDA (what a GPU runs fast), for every model. Only the first and
+    last steps are traced: a point's series are its ``checkpoints``.
+    """
+    from ntpgeom.train.config import TrainConfig  # torch: not at the workflow's parse time
+
+    decoupled = point["optimizer"] == "adamw"
+    return TrainConfig.from_dict({
+        "model": point["model"], "d": point["d"], "epochs": point["epochs"],
+        "optimizer": point["optimizer"], "lr": float(point["lr"]),
+        "weight_decay": float(point["lambda"]) if decoupled else 0.0,
+        "ridge": 0.0 if decoupled else float(point["lambda"]), "milestones": [],
+        "seed": point["seed"], "device": device, "threads": threads,
+        "dtype": "float64" if device.startswith("cpu") else "float32",
+        "trace_every": max(int(point["epochs"]), 1),
+    }, where="grid point")
+
+
+def train_points(table: Table, points: Sequence[Mapping[str, Any]], *, device: str,
+                 threads: int = 1) -> list[Any]:
+    """Train equal-shape points through the engine; one :class:`~ntpgeom.train.trajectory.
+    Trajectory` per point, W and H kept at the points' ``checkpoints`` log-spaced steps.
+
+    UFM points train together, B of them in one ``vmap``-ed step
+    (:func:`ntpgeom.train.engine.fit_runs`); transformer points one by one through the module
+    backend, so that each equals, bit for bit on CPU, the training stage's run of its settings
+    (a batched transformer reduces in another order).
+    """
+    from ntpgeom.train.config import checkpoint_steps
+    from ntpgeom.train.engine import fit, fit_runs
+
+    configs = [point_config(p, device=device, threads=threads) for p in points]
+    first = points[0]
+    steps = checkpoint_steps(first["epochs"], count=first["checkpoints"])
+    if first["model"] == "transformer":
+        return [fit(table, c, progress=False, steps=steps) for c in configs]
+    return fit_runs(table, configs, progress=False, steps=steps)
+
+
 def run_points(table: Table, L_mm: np.ndarray, points: Sequence[Mapping[str, Any]], *,  # noqa: N803
                device: str | None = None, threads: int = 1) -> list[Any]:
-    """Train equal-shape points together and return each point's store dataset.
+    """Train equal-shape points together (:func:`train_points`) and return each point's store
+    dataset.
 
     Parameters
     ----------
@@ -437,72 +525,33 @@ def run_points(table: Table, L_mm: np.ndarray, points: Sequence[Mapping[str, Any
     threads : int
         CPU threads for torch (the rule's ``threads``; torch's default, every core, oversubscribes
         the machine when Snakemake runs several points at once).
-
-    Notes
-    -----
-    UFM points train in :mod:`ntpgeom.train.batched` (all of ``points`` in one vmap-ed step);
-    transformer
-    points train one by one through the training stage (:func:`ntpgeom.train.training.fit`), with
-    its
-    checkpoint steps (3 per decade) instead of ``checkpoints``.
     """
-    import time
-
-    import torch
+    import torch  # the points' jobs only, not the workflow's parse time
 
     from ntpgeom.theory.reference import centered_support, in_support_logits
-    from ntpgeom.train.batched import checkpoint_steps, train_batch
 
     if len({batch_key(p) for p in points}) != 1:
         raise ValueError("run_points needs points of equal shape (see batch_key)")
     first = points[0]
     table.check_for_theory("grid point table")
-    torch.set_num_threads(threads)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     S, P, pi = table.S(), table.P(), table.pi
     L_star = in_support_logits(S, P)
     targets = {"L_mm": L_mm, "S_bar": centered_support(S)}
     start = time.perf_counter()
-    if first["model"] == "ufm":
-        # float64 on CPU: the tiny problems are exact there; float32 is what a GPU runs fast.
-        dtype = torch.float64 if device == "cpu" else torch.float32
-        steps = checkpoint_steps(first["epochs"], first["checkpoints"])
-        runs = train_batch(P, pi, first["d"], points, epochs=first["epochs"], steps=steps,
-                           device=device, dtype=dtype)
-    else:
-        runs = [_train_stage_run(table, p, device=device, threads=threads) for p in points]
+    trajs = train_points(table, points, device=device, threads=threads)
     wall = (time.perf_counter() - start) / len(points)
     log.info("trained %d point(s) of shape %s on %s in %.1f s", len(points), batch_key(first),
              device, wall * len(points))
     out = []
-    for point, run in zip(points, runs, strict=True):
+    for point, traj in zip(points, trajs, strict=True):
+        values = np.stack(traj.metrics).astype(np.float64)  # (steps, 3): CE, ‖W‖, ‖H‖
+        ridge = 0.0 if point["optimizer"] == "adamw" else float(point["lambda"])
+        run = {"step": np.asarray(traj.step, dtype=np.int64),
+               "loss": values[:, 0] + ridge * (values[:, 1] ** 2 + values[:, 2] ** 2),
+               "W": np.stack(traj.W).astype(np.float64), "H": np.stack(traj.H).astype(np.float64)}
         hist = run_metrics(run, S=S, P=P, pi=pi, entropy=table.entropy, L_star=L_star,
                            targets=targets)
         out.append(point_dataset(hist, table=table, targets=targets, point=point,
                                  wall_seconds=wall))
     return out
-
-
-def _train_stage_run(table: Table, point: Mapping[str, Any], *, device: str, threads: int
-                     ) -> dict[str, np.ndarray]:
-    """One point trained by the training stage (:func:`ntpgeom.train.training.fit`), as a batched
-    run.
-
-    The grid's optimizers map onto the stage's: ``gd`` → GD with ridge λ, ``adam`` → AdamW without
-    decay and with ridge λ, ``adamw`` → AdamW with decay λ; no LR schedule (as the UFM points).
-    """
-    from ntpgeom.train.training import TrainConfig, fit
-
-    decoupled = point["optimizer"] == "adamw"
-    config = TrainConfig.from_dict({
-        "model": point["model"], "d": point["d"], "epochs": point["epochs"],
-        "optimizer": "gd" if point["optimizer"] == "gd" else "adamw", "lr": float(point["lr"]),
-        "weight_decay": float(point["lambda"]) if decoupled else 0.0,
-        "ridge": 0.0 if decoupled else float(point["lambda"]), "milestones": [],
-        "seed": point["seed"], "device": device, "threads": threads,
-    }, where="grid point")
-    traj = fit(table, config, progress=False)
-    metrics = np.stack(traj.metrics).astype(np.float64)  # (steps, 3): CE, ‖W‖, ‖H‖
-    loss = metrics[:, 0] + config.ridge * (metrics[:, 1] ** 2 + metrics[:, 2] ** 2)
-    return {"step": np.asarray(traj.step, dtype=np.int64), "loss": loss,
-            "W": np.stack(traj.W).astype(np.float64), "H": np.stack(traj.H).astype(np.float64)}

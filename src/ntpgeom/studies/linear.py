@@ -32,7 +32,8 @@ from ntpgeom.theory.linear import (
     solve_wmm,
 )
 from ntpgeom.theory.reference import RANK_RTOL
-from ntpgeom.train.training import TrainConfig, train
+from ntpgeom.train.config import TrainConfig
+from ntpgeom.train.stage import train
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +293,7 @@ def reference_files(*, table: str, out: str, embedding: dict[str, Any], options:
 
 def train_config(spec: dict[str, Any], *, d: int, L_smooth: float,  # noqa: N803
                  options: dict[str, Any]):
-    """The :class:`ntpgeom.train.training.TrainConfig` of one ``linear.optimizers`` entry.
+    """The :class:`ntpgeom.train.config.TrainConfig` of one ``linear.optimizers`` entry.
 
     ``lr: auto`` (gd only) is 1/(2 L_smooth), the largest step of Lemma 2; a larger gd step is
     allowed but logged, since the theorem no longer covers it. No LR schedule (milestones
@@ -322,7 +323,7 @@ def train_files(*, table: str, reference: str, out: str, spec: dict[str, Any],
                 options: dict[str, Any], progress: bool | None = False) -> None:
     """Train W on fixed H̄ with one optimizer; write ``linear/{embedding}/train/{name}.zarr``.
 
-    The store is the training loop's (:func:`ntpgeom.train.training.train`) plus the per-checkpoint
+    The store is the training stage's (:func:`ntpgeom.train.stage.train`) plus the per-checkpoint
     metrics of :func:`run_metrics` and attrs ``final_*``, ``lr_bound``, ``L_smooth``.
 
     Raises

@@ -13,7 +13,7 @@ results depend on the thread count) and ``warm_start=False``.
 
 cvxpy is imported inside the functions that build or solve a problem, never at module level:
 it costs ~0.8 s, and these modules are imported when Snakemake parses the workflow
-(``rules/svm_helpers.smk``) and by the linear study's training, which solves nothing.
+(``rules/common.smk``) and by the linear study's training, which solves nothing.
 """
 
 from __future__ import annotations

@@ -13,7 +13,10 @@ References
   (``YizeZhao/Next_Token_yz``, ``Model.py``), itself llama2.c's model without positional encoding.
 - Karpathy, nanoGPT ``model.py`` and llama2.c ``model.py``: the layout of this file.
 
-Imports torch only, so that it runs on a GPU machine without the I/O stack.
+The end of the file builds a run's model from a table and its :class:`~ntpgeom.train.config.
+TrainConfig` (:func:`init_model`: the seeded initial draw every backend of the engine starts from).
+
+Imports torch and numpy only, so that it runs on a GPU machine without the I/O stack.
 """
 
 from __future__ import annotations
@@ -22,9 +25,14 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 (torch convention)
 from torch import nn
+
+from ntpgeom.data.table import Table
+from ntpgeom.errors import UserError
+from ntpgeom.train.config import DTYPES, TrainConfig
 
 # -----------------------------------------------------------------------------------------------
 # NTP-UFM: free context embeddings
@@ -304,3 +312,61 @@ def build_model(kind: str, *, m: int, V: int, d: int,  # noqa: N803
             f"linear: features must be (d, m) = ({d}, {m})"
         return Linear(features, V)
     raise ValueError(f"unknown model {kind!r}")
+
+
+def layer_snapshot(model: nn.Module) -> np.ndarray | None:
+    """The transformer's :meth:`Transformer.layer_states` in the paper's orientation, (layers, d,
+    m), in the run's dtype; None for a model without layers. Taken at checkpoints only: the
+    training step keeps no extra state."""
+    if not isinstance(model, Transformer):
+        return None
+    with torch.no_grad():
+        return model.layer_states().transpose(1, 2).detach().cpu().numpy().copy()
+
+
+# -----------------------------------------------------------------------------------------------
+# A run's model from a table and its settings
+
+
+def check_train_table(table: Table) -> None:
+    """Refuse a table with nothing to train on (one line)."""
+    if table.m == 0:
+        raise UserError("train: the table has no contexts (m = 0); nothing to train on: rebuild "
+                        "it with looser selection settings")
+    if table.V == 0:
+        raise UserError("train: the table has no next tokens (V = 0)")
+
+
+def check_features(table: Table, config: TrainConfig, features: np.ndarray | None) -> None:
+    """The fixed embeddings H̄ (d, m) of the linear model: present exactly when it is trained,
+    and the shape of the table and of ``d``."""
+    if config.model != "linear":
+        assert features is None, "fixed features are for model linear only"
+        return
+    if features is None:
+        raise UserError("train.model linear: the fixed context embeddings H̄ are missing")
+    shape = tuple(np.shape(features))
+    if shape != (config.d, table.m):
+        raise UserError(f"train.model linear: the embeddings are {shape[0]} × {shape[1]} but d = "
+                        f"{config.d} and the table has m = {table.m} contexts; they must be "
+                        "d × m: set d to the embeddings' width or use embeddings of this table")
+    if not np.isfinite(features).all():
+        raise UserError("train.model linear: the embeddings contain NaN or inf")
+
+
+def init_model(table: Table, config: TrainConfig, device: torch.device,
+               features: np.ndarray | None = None) -> nn.Module:
+    """The run's model at its initial draw: seeded by ``config.seed`` alone, without touching the
+    caller's RNG (the only randomness of full-batch training), then moved to device and dtype."""
+    dtype = DTYPES[config.dtype]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        extra = {}
+        if config.model == "transformer":
+            extra = {"n_layers": config.n_layers, "n_heads": config.n_heads,
+                     "ffn_hidden": config.ffn_hidden}
+        fixed = torch.as_tensor(features, dtype=dtype) if features is not None else None
+        model = build_model(config.model, m=table.m, V=table.V, d=config.d,
+                            context_ids=torch.from_numpy(table.context_ids),
+                            vocab_in=max(len(table.input_tokens), 1), features=fixed, **extra)
+    return model.to(device=device, dtype=dtype)

@@ -117,7 +117,7 @@ def solve_cvx(support: np.ndarray, *, solver: str = "scs", eps: float = 1e-8,
     import cvxpy as cp
 
     # admm imports torch: not at module level, since Snakemake imports this module for every
-    # svm job's memory estimate (rules/svm_helpers.smk).
+    # svm job's memory estimate (rules/common.smk).
     from ntpgeom.theory.svm.admm import certified_gap, project_feasible
 
     S = np.asarray(support, dtype=bool)

@@ -1,0 +1,90 @@
+"""The training stage: one run → its trajectory store, from files (Snakemake, CLI), and the CLI.
+
+``ntpgeom train TABLE --model ufm --out X.zarr ...`` trains one run through the engine
+(:func:`ntpgeom.train.engine.fit`) and writes ``train/{model}/{run}.zarr`` (``docs/artifacts.md``),
+resuming from ``{run}.ckpt.pt`` when a previous attempt was killed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+from ntpgeom.data.table import Table, load
+from ntpgeom.store import write_store
+from ntpgeom.train.config import LOSS_FORMS, MODELS, OPTIMIZERS, TrainConfig
+from ntpgeom.train.engine import fit
+from ntpgeom.train.trajectory import checkpoint_path, trajectory_dataset
+
+log = logging.getLogger(__name__)
+
+
+def train(table: Table, config: TrainConfig, *, out: str | os.PathLike,
+          progress: bool | None = None, extra_config: dict[str, Any] | None = None,
+          features: np.ndarray | None = None, extend: Any = None):
+    """Train one run and write its trajectory store ``out``, resuming from ``{run}.ckpt.pt``.
+
+    The checkpoint is removed once the store is written (a kill between the two leaves a
+    checkpoint at the last step, from which a rerun only rewrites the store).
+
+    ``features``: the fixed H̄ (d, m) of ``model: linear``. ``extend``: a function of the dataset
+    returning it with more variables or attrs (per-step metrics), applied before writing.
+
+    Returns
+    -------
+    xarray.Dataset
+        The store's content.
+    """
+    ckpt = checkpoint_path(out)
+    traj = fit(table, config, checkpoint=ckpt, progress=progress, features=features)
+    ds = trajectory_dataset(traj, table, config, extra_config)
+    if extend is not None:
+        ds = extend(ds)
+    write_store(ds, out)
+    ckpt.unlink(missing_ok=True)
+    last = traj.metrics[-1]
+    log.info("%s d=%d: %d epochs, CE %.6f, CE − H %.3e, ‖W‖ %.3g, ‖H‖ %.3g, %.1f s on %s%s",
+             config.model, config.d, config.epochs, last[0], last[0] - table.entropy, last[1],
+             last[2], traj.wall_seconds, traj.device, " (CUDA graph)" if traj.graph else "")
+    return ds
+
+
+def train_from_files(table: str | os.PathLike, out: str | os.PathLike, settings: dict[str, Any],
+                     *, progress: bool | None = None) -> None:
+    """Read ``table.zarr``, train with ``settings`` (a ``train`` config mapping), write ``out``."""
+    config = TrainConfig.from_dict(settings)
+    train(load(table), config, out=out, progress=progress)
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train the UFM or the transformer on a table",
+                              description="Train one run on a table.zarr and write its "
+                              "trajectory store (resumes from OUT's .ckpt.pt if present).")
+    p.add_argument("table", help="a table.zarr store")
+    p.add_argument("--out", required=True, help="trajectory store to write (…/{run}.zarr)")
+    defaults = TrainConfig()
+    p.add_argument("--model", choices=MODELS, default=defaults.model)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
+    p.add_argument("--loss", choices=LOSS_FORMS, default=defaults.loss)
+    for name, kind in (("d", int), ("epochs", int), ("lr", float), ("weight_decay", float),
+                       ("ridge", float), ("gamma", float), ("seed", int), ("n_layers", int),
+                       ("n_heads", int), ("trace_every", int), ("save_every_s", float)):
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind,
+                       default=getattr(defaults, name), help=f"default {getattr(defaults, name)}")
+    p.add_argument("--milestones", type=int, nargs="*", default=list(defaults.milestones),
+                   help="MultiStepLR milestones (default: the paper's 5k … 25k)")
+    p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--graph", choices=("auto", "on", "off"), default=defaults.graph)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true", help="log lines instead of a bar")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args) -> None:
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    settings = {k: v for k, v in vars(args).items() if k in names}
+    train_from_files(args.table, args.out, settings, progress=False if args.no_progress else None)
