@@ -17,6 +17,7 @@ include: "rules/figures.smk"
 include: "rules/report.smk"
 include: "rules/linear.smk"
 include: "rules/grid.smk"
+include: "rules/semantics.smk"
 
 
 rule all:

@@ -219,8 +219,8 @@ def pipeline(work: Path, device: str = "cuda", epochs: int | None = None) -> lis
             geo = base / "geometry" / model / run.name
             geometry_store(train=str(run), table=str(base / "table.zarr"),
                            reference=str(base / "reference.zarr"),
-                           svm=[str(base / "svm" / "admm.zarr")], out=str(geo), config=geometry,
-                           **geometry)
+                           svm=[str(base / "svm" / "admm.zarr")], out=str(geo),
+                           options=geometry)
             attrs = open_store(run, load=False).attrs
             tag = f"pipeline_{name}_{model}_{run.stem}"
             out.append({"name": f"{tag}_device", "value": attrs["device"], "unit": "",

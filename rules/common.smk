@@ -15,12 +15,13 @@ from ntpgeom.data.corpus import text_files
 from ntpgeom.errors import UserError
 from ntpgeom.plots.figures import FIGURES, OVERLAYS, dataset_families
 from ntpgeom.plots.linear_figures import LINEAR_FIGURES
+from ntpgeom.plots.semantics_figures import SEMANTICS_FIGURES
 from ntpgeom.studies.grid import batch_names, parse_grid
 
 SCHEMAS = Path(workflow.basedir) / "schemas"
 PACKAGE = Path(workflow.basedir) / "src" / "ntpgeom"
 # The sections a dataset entry may override (each has schemas/<section>.schema.yaml).
-SECTIONS = ("table", "svm", "train", "geometry", "linear")
+SECTIONS = ("table", "svm", "train", "geometry", "linear", "semantics")
 
 
 def _refuse(err):
@@ -37,6 +38,8 @@ def _refuse(err):
 # The whole config first (unknown keys at every level, dataset entries), with one-line errors
 # from ntpgeom.config instead of Snakemake's validate, which appends the whole schema.
 try:
+    # `--config grid_batch_gpu=false` arrives as the string "false" (Snakemake parses only False).
+    _config.command_line_booleans(config, SCHEMAS / "config.schema.yaml")
     _config.validate(config, SCHEMAS / "config.schema.yaml")
 except UserError as err:
     _refuse(err)
@@ -124,6 +127,8 @@ LINEAR_TOY = "results/figures/linear_toy.{ext}"
 GRID = "results/grid/{grid}.zarr"
 GRID_BATCH = "results/grid/{grid}/batches/{batch}.zarr"
 GRID_FIGURE = "results/grid/figures/{grid}.png"
+SEMANTICS = "results/{dataset}/semantics/{model}/{run}.zarr"
+SEMANTICS_FIGURE = "results/{dataset}/figures/semantics/{model}/{run}/{name}.{ext}"
 
 
 class _Keep(dict):
@@ -164,8 +169,10 @@ def all_targets():
         + report_targets()
         + grid_targets()
     )
-    # The linear-model study only when the config has a `linear` section (rules/linear.smk).
-    return targets + (linear_targets() if "linear" in config else [])
+    # The linear-model study only when the config has a `linear` section (rules/linear.smk), the
+    # semantics stage only for datasets that ask for it (semantics_datasets()): the default run
+    # stays as it was.
+    return targets + (linear_targets() if "linear" in config else []) + semantics_targets()
 
 
 # -- tables (rules/tables.smk) --------------------------------------------------------------------
@@ -228,11 +235,9 @@ def svm_rank_rtol(wildcards):
 
 
 def svm_params(wildcards):
-    """solve()'s keyword arguments for this solver, and the resolved section for provenance."""
-    from ntpgeom.theory.svm import solve_options
-
-    section = dataset_section(wildcards.dataset, "svm")
-    return {"solve": solve_options(section, wildcards.solver), "config": {"svm": section}}
+    """The dataset's validated `svm` section (the script builds ntpgeom.theory.svm.SvmConfig
+    from it; the store's provenance records it)."""
+    return {"svm": dataset_section(wildcards.dataset, "svm")}
 
 
 def _table_size(path):
@@ -264,9 +269,11 @@ def svm_gpu(wildcards):
 
 
 # -- training (rules/train.smk) -------------------------------------------------------------------
-def _run_name(d, ridge, seed):
-    """d32-seed0, or d32-ridge0.001-seed0 when the run has an explicit ridge."""
-    return f"d{d}" + (f"-ridge{ridge:g}" if ridge else "") + f"-seed{seed}"
+def _run_name(d, ridge, seed, init_scale=None):
+    """d32-seed0; d32-ridge0.001-seed0 when the run has an explicit ridge, d32-init0.001-seed0
+    when it has an init_scale."""
+    return (f"d{d}" + (f"-ridge{ridge:g}" if ridge else "")
+            + (f"-init{init_scale:g}" if init_scale is not None else "") + f"-seed{seed}")
 
 
 _TRAIN_RUNS = {}
@@ -276,15 +283,19 @@ def _train_runs(dataset):
     """{(model, run): settings for ntpgeom.train.config.TrainConfig} of one dataset."""
     if dataset not in _TRAIN_RUNS:
         section = dataset_section(dataset, "train")
-        shared = {k: v for k, v in section.items() if k not in ("models", "d", "seeds", "ridge")}
+        axes = ("models", "d", "seeds", "ridge", "init_scale")
+        shared = {k: v for k, v in section.items() if k not in axes}
         runs = {}
         for model in section["models"]:
             for d in section["d"]:
                 for ridge in section["ridge"]:
-                    for seed in section["seeds"]:
-                        runs[(model, _run_name(d, ridge, seed))] = dict(
-                            shared, model=model, d=d, ridge=float(ridge), seed=seed
-                        )
+                    for init in section["init_scale"]:
+                        for seed in section["seeds"]:
+                            name = _run_name(d, ridge, seed, init)
+                            runs[(model, name)] = dict(
+                                shared, model=model, d=d, ridge=float(ridge), seed=seed,
+                                init_scale=None if init is None else float(init),
+                            )
         _TRAIN_RUNS[dataset] = runs
     return _TRAIN_RUNS[dataset]
 
@@ -416,7 +427,7 @@ CAPTIONS = str(Path(workflow.basedir) / "report")
 
 
 def report_targets():
-    return [REPORT] if report_datasets() or report_linear() else []
+    return [REPORT] if report_datasets() or report_linear() or report_semantics() else []
 
 
 def report_datasets():
@@ -466,6 +477,20 @@ def report_toy(wildcards=None):
     return fill(LINEAR_TOY, ext="png") if config.get("linear", {}).get("toy") else None
 
 
+def report_semantics(wildcards=None):
+    """"dataset/model/run" → its semantics store and figure PNGs, when the config has a
+    `semantics` section (as semantics_targets())."""
+    return {
+        f"{d}/{model}/{run}": {
+            "store": fill(SEMANTICS, dataset=d, model=model, run=run),
+            "figures": expand(SEMANTICS_FIGURE, dataset=d, model=model, run=run,
+                              name=SEMANTICS_FIGURES, ext="png"),
+        }
+        for d in semantics_datasets()
+        for model, run in train_runs(d)
+    }
+
+
 def report_captions():
     """Every caption in report/ (figures, and linear_<name> for the linear figures)."""
     return sorted(str(p) for p in Path(CAPTIONS).glob("*.rst"))
@@ -474,10 +499,41 @@ def report_captions():
 def report_inputs(wildcards):
     """Every path the report reads, flattened (the rule's inputs)."""
     files = []
-    for paths in list(report_paths().values()) + list(report_linear().values()):
+    for paths in (list(report_paths().values()) + list(report_linear().values())
+                  + list(report_semantics().values())):
         for value in paths.values():
             files += [value] if isinstance(value, str) else value
     return files + report_overlays() + ([report_toy()] if report_toy() else [])
+
+
+# -- semantics (rules/semantics.smk) --------------------------------------------------------------
+def semantics_datasets():
+    """The datasets studied by the semantics stage: all with a top-level `semantics` section,
+    else those whose own entry has one (so a named config can add a study without running it
+    on the default datasets)."""
+    return [d for d in DATASETS if "semantics" in config or "semantics" in config["datasets"][d]]
+
+
+def semantics_targets():
+    """Per training run of every studied dataset: its semantics store and every semantics
+    figure."""
+    targets = []
+    for dataset in semantics_datasets():
+        for model, run in train_runs(dataset):
+            targets.append(fill(SEMANTICS, dataset=dataset, model=model, run=run))
+            targets += expand(SEMANTICS_FIGURE, dataset=dataset, model=model, run=run,
+                              name=SEMANTICS_FIGURES, ext=("png", "pdf"))
+    return targets
+
+
+def semantics_svm(wildcards):
+    """The first solver's L^mm (the target L_mm)."""
+    return svm_paths(wildcards.dataset)[:1]
+
+
+def semantics_params(wildcards):
+    """Keyword arguments of ntpgeom.metrics.semantics.run_semantics (the dataset's section)."""
+    return canonical(dataset_section(wildcards.dataset, "semantics"))
 
 
 # -- the linear model (rules/linear.smk) ----------------------------------------------------------
@@ -658,7 +714,7 @@ def grid_batch_runtime(wildcards, attempt):
 
 
 # Batched grids are meant for a GPU; `--config grid_batch_gpu=false` runs them on CPU cores.
-GRID_BATCH_GPU = bool(config.get("grid_batch_gpu", True))
+GRID_BATCH_GPU = config["grid_batch_gpu"]  # validated: a bool, default from the schema
 
 
 def grid_batch_gpu(wildcards):

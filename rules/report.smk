@@ -10,7 +10,7 @@ rule report:
         stores=report_inputs,
         code=src_files(
             "theory/reference", "theory/svm", "theory/linear", "metrics", "plots/figio",
-            "plots/figures", "plots/report", "studies/linear",
+            "plots/figures", "plots/report", "studies/linear", "plots/semantics_figures",
         ),
         captions=report_captions(),
     output:
@@ -22,6 +22,7 @@ rule report:
         overlays=report_overlays,
         linear=report_linear,
         toy=report_toy,
+        semantics=report_semantics,
         config=config,
     localrule: True
     conda:

@@ -4,13 +4,13 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from ntpgeom.data.build import build_table  # noqa: E402
+from ntpgeom.data.build import TableConfig, build_table  # noqa: E402
 from ntpgeom.store import script_main  # noqa: E402
 
 
 def main() -> None:
     spec = snakemake.params.spec
-    build_table(spec["dataset"], spec["table"], out=snakemake.output.table,
+    build_table(spec["dataset"], TableConfig.from_dict(spec["table"]), out=snakemake.output.table,
                 name=snakemake.wildcards.dataset)
 
 

@@ -13,7 +13,8 @@ def main() -> None:
     build_report(snakemake.output.html, datasets=snakemake.params.datasets,
                  captions_dir=Path(snakemake.input.captions[0]).parent,
                  config=snakemake.params.config, overlays=snakemake.params.overlays,
-                 linear=snakemake.params.linear, toy=snakemake.params.toy)
+                 linear=snakemake.params.linear, toy=snakemake.params.toy,
+                 semantics=snakemake.params.semantics)
 
 
 script_main(main)

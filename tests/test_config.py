@@ -42,7 +42,7 @@ def _message(config: dict) -> str:
 def test_unknown_top_level_key_names_the_nearest_one():
     assert _message({**_grammar(), "tabel": {}}) == (
         "tabel: unknown key; did you mean `table`? allowed: datasets, geometry, grid_batch_gpu, "
-        "grids, linear, svm, table, train")
+        "grids, linear, semantics, svm, table, train")
 
 
 def test_unknown_section_inside_a_dataset_entry_is_refused():
@@ -62,7 +62,7 @@ def test_bad_enum_value_names_the_value_and_the_choices():
     message = _message({"datasets": {"g": {"source": "synthetic",
                                            "synthetic": {"kind": "grammer"}}}})
     assert message == ("datasets.g.synthetic.kind: 'grammer' is not allowed; did you mean "
-                       "`grammar`? allowed: grammar, ksubset, random, attributes")
+                       "`grammar`? allowed: grammar, ksubset, random, attributes, hierarchy")
 
 
 def test_missing_required_key_of_a_source():
@@ -172,7 +172,7 @@ def test_named_config_composes_with_the_default(name):
     assert "table" not in named, "dataset-specific table settings belong in the dataset entry"
     config = validate(merge(default, named), SCHEMAS / "config.schema.yaml")
     for dataset in config["datasets"]:
-        for section in ("table", "svm", "train", "geometry", "linear"):
+        for section in ("table", "svm", "train", "geometry", "linear", "semantics"):
             dataset_section(config, dataset, section, SCHEMAS / f"{section}.schema.yaml")
 
 
@@ -186,7 +186,7 @@ def test_two_named_configs_compose_in_either_order(first, second):
         assert a["datasets"][shared] == b["datasets"][shared], shared
     config = validate(merge(merge(default, a), b), SCHEMAS / "config.schema.yaml")
     for dataset in config["datasets"]:
-        for section in ("table", "svm", "train", "geometry", "linear"):
+        for section in ("table", "svm", "train", "geometry", "linear", "semantics"):
             dataset_section(config, dataset, section, SCHEMAS / f"{section}.schema.yaml")
 
 

@@ -7,25 +7,38 @@ bad value, and the allowed values or the nearest valid key (``did you mean `tabl
 
 The validator fills in the schema's defaults while it checks (as Snakemake's does), so a section
 read after :func:`validate` has every key.
+
+Each section then becomes a frozen dataclass (:func:`from_section`): ``TableConfig``,
+``SvmConfig``, ``TrainConfig``, ``GeometryConfig``, in the module of their stage. The dataclass
+states each default once; the CLI's options and the package functions' keyword defaults read
+it, and the schema's ``default:`` documents the same value (a test proves they agree:
+:func:`schema_defaults` against :func:`dataclass_defaults`).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import functools
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
-from jsonschema import Draft202012Validator, validators
-from jsonschema.exceptions import ValidationError
 
 from ntpgeom.errors import UserError
 
-__all__ = ["dataset_section", "format_error", "key_path", "load_schema", "merge", "validate"]
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
+
+# jsonschema is imported by the functions that validate, not here: the section dataclasses below
+# are built where it is not installed (the GPU machine's bare environment, benchmarks/gpu_check).
+
+__all__ = ["command_line_booleans", "dataclass_defaults", "dataset_section", "format_error",
+           "from_section", "key_path", "load_schema", "merge", "schema_defaults", "to_section",
+           "validate"]
 
 _MAX_VALUE = 60   # characters of a value's repr in a message (a whole section would be unreadable)
 _MAX_LISTED = 24  # allowed values listed in full; beyond this only the nearest ones
@@ -40,6 +53,14 @@ def _load(path: str) -> dict[str, Any]:
 def load_schema(path: str | Path) -> dict[str, Any]:
     """A schema file as a dict (cached: each file is parsed once per process)."""
     return _load(str(Path(path).resolve()))
+
+
+@functools.cache
+def _validator(set_default: bool = True) -> type:
+    """Draft 2020-12, filling in defaults when ``set_default`` (:func:`_with_defaults`)."""
+    from jsonschema import Draft202012Validator
+
+    return _with_defaults(Draft202012Validator) if set_default else Draft202012Validator
 
 
 def _with_defaults(validator_class: type) -> type:
@@ -57,10 +78,9 @@ def _with_defaults(validator_class: type) -> type:
                     instance[name] = copy.deepcopy(sub["default"])
         yield from check_properties(validator, props, instance, schema)
 
+    from jsonschema import validators
+
     return validators.extend(validator_class, {"properties": properties})
-
-
-_DefaultValidator = _with_defaults(Draft202012Validator)
 
 
 def key_path(where: str, path: Iterable[Any]) -> str:
@@ -180,7 +200,9 @@ def format_error(error: ValidationError, where: str = "") -> str:
 
 def _best(errors: list[ValidationError]) -> ValidationError:
     """The error to report: jsonschema's best match (the shallowest, the most specific kind)."""
-    return jsonschema.exceptions.best_match(errors)
+    from jsonschema.exceptions import best_match
+
+    return best_match(errors)
 
 
 def validate(instance: Any, schema: Mapping[str, Any] | str | Path, *, where: str = "",
@@ -209,11 +231,33 @@ def validate(instance: Any, schema: Mapping[str, Any] | str | Path, *, where: st
     """
     if not isinstance(schema, Mapping):
         schema = load_schema(schema)
-    cls = _DefaultValidator if set_default else Draft202012Validator
-    errors = list(cls(schema).iter_errors(instance))
+    errors = list(_validator(set_default)(schema).iter_errors(instance))
     if errors:
         raise UserError(format_error(_best(errors), where))
     return instance
+
+
+#: How ``snakemake --config key=value`` spells a boolean: it parses only ``True``/``False`` itself
+#: and hands ``true``, ``false`` (the YAML spelling the README uses) over as strings.
+_BOOLEAN_WORDS = {"true": True, "false": False}
+
+
+def command_line_booleans(config: dict[str, Any], schema: Mapping[str, Any] | str | Path
+                          ) -> dict[str, Any]:
+    """Turn the top-level booleans that ``--config key=true|false`` gave as strings into bools.
+
+    Only keys whose schema type is ``boolean`` and whose value is one of those two words (any
+    case) change; anything else is left for :func:`validate` to refuse. Modifies ``config`` in
+    place (Snakemake's config object) and returns it.
+    """
+    if not isinstance(schema, Mapping):
+        schema = load_schema(schema)
+    for key, sub in schema.get("properties", {}).items():
+        value = config.get(key)
+        if (isinstance(sub, Mapping) and sub.get("type") == "boolean" and isinstance(value, str)
+                and value.lower() in _BOOLEAN_WORDS):
+            config[key] = _BOOLEAN_WORDS[value.lower()]
+    return config
 
 
 def merge(base: Mapping[str, Any] | None, override: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -254,7 +298,7 @@ def dataset_section(config: Mapping[str, Any], dataset: str, section: str,
     merged = merge(config.get(section), override)
     if not isinstance(schema, Mapping):
         schema = load_schema(schema)
-    errors = list(_DefaultValidator(schema).iter_errors(merged))
+    errors = list(_validator()(schema).iter_errors(merged))
     if not errors:
         return merged
     error = _best(errors)
@@ -265,3 +309,59 @@ def dataset_section(config: Mapping[str, Any], dataset: str, section: str,
                     if k not in _allowed_keys(error.schema)][:1]
     where = f"datasets.{dataset}.{section}" if override and _has_path(override, probe) else section
     raise UserError(format_error(error, where))
+
+
+
+# -- sections as dataclasses ----------------------------------------------------------------------
+def schema_defaults(schema: Mapping[str, Any] | str | Path) -> dict[str, Any]:
+    """The section the schema makes of an empty one: every key with a ``default:``, filled."""
+    return validate({}, schema)
+
+
+def from_section(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    """A frozen section dataclass from a config mapping (a validated section, or part of one).
+
+    Missing keys take the dataclass's defaults; a field whose type is itself a dataclass
+    (``SvmConfig.admm``) is built from its sub-mapping; a ``tuple`` field takes a list. Values
+    are kept as given otherwise (``4`` stays an int), so that ``to_section`` gives back the
+    mapping the store's provenance records.
+
+    Raises
+    ------
+    UserError
+        An unknown key, named with its path and the nearest valid key.
+    """
+    if isinstance(values, cls):
+        return values
+    if not isinstance(values, Mapping):
+        raise UserError(f"{where}: {_show(values)} is not a mapping of settings")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise UserError(f"{where}.{key}: unknown key; " + _choices(sorted(fields), key))
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            value = from_section(kind, value or {}, f"{where}.{key}")
+        elif typing.get_origin(kind) is tuple and isinstance(value, list):
+            value = tuple(value)
+        out[key] = value
+    return cls(**out)
+
+
+def to_section(instance: Any) -> dict[str, Any]:
+    """A section dataclass as the plain mapping of the config (tuples as lists, nested dicts)."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(instance))
+
+
+def dataclass_defaults(cls: type) -> dict[str, Any]:
+    """The defaults of a section dataclass as a config mapping (:func:`to_section` of ``cls()``)."""
+    return to_section(cls())

@@ -14,6 +14,9 @@
   token of its own, so k = 1, S = I and L^mm = S̄ = I − 11ᵀ/m, whose context geometry is the
   simplex ETF (``docs/paper.md`` §1.7); the attributes are kept as the table's
   ``context_label``.
+- :func:`hierarchy_table`: words are the leaves of a balanced tree, one context per node whose
+  support is the leaves below it (``docs/semantics.md`` §4.2–4.3, the Saxe-style items ×
+  properties data); the table carries each word's ancestors as ground truth (``token_label``).
 """
 
 from __future__ import annotations
@@ -230,3 +233,69 @@ def attribute_table(attribute_sizes: list[int] | tuple[int, ...] = (4, 4)) -> Ta
                             source=f"synthetic:attributes(sizes={sizes})",
                             attrs={"closed_form": "S_bar"}, context_label=labels,
                             attributes=[ATTRIBUTES[a][0] for a in range(len(sizes))])
+
+
+#: The toy of ``docs/semantics.md`` §4.3 (depth 3, branching 2): leaf words and internal nodes in
+#: breadth-first order (root, level 1, level 2).
+TOY_WORDS = ["oak", "pine", "rose", "tulip", "dog", "cat", "trout", "shark"]
+TOY_NODES = ["grows", "plant", "animal", "tree", "flower", "mammal", "fish"]
+#: Largest tree generated (leaves): the table is V × (number of nodes).
+MAX_LEAVES = 4096
+
+
+def hierarchy_table(depth: int = 3, branching: int = 2, counts: str = "balanced",
+                    zipf_a: float = 1.0, seed: int = 0) -> Table:
+    """Words = the ``branching**depth`` leaves of a balanced tree; one context per node.
+
+    Context "node" has as support the leaves below it: the root's is every word, a leaf's its
+    own word, so m = Σ_{l=0}^{depth} branching^l. Each context is one input token (its node's
+    name). ``counts``: ``balanced`` = every support pair once (n = Σ_j S_j, so the gradient at
+    L = 0 is −S̄/n, semantics.md §2.1); ``zipf`` = pair (j, z) seen ⌈V / r_z^zipf_a⌉ times, with
+    r_z a seeded random rank of word z (frequencies then change the early dynamics, M₀ ≠ S̄/n,
+    but not the support). ``token_label[z, l-1]`` is the index (breadth-first within level l)
+    of word z's ancestor at level l = 1 … depth (level depth: the word itself).
+
+    Depth 3, branching 2 is the §4.3 toy with its names (oak … shark; grows, plant, animal,
+    tree, flower, mammal, fish; leaf contexts ``is_<word>``); other trees use ``w<leaf>`` and
+    ``n<level>_<index>``.
+    """
+    if depth < 1 or branching < 2:
+        raise UserError(f"synthetic: hierarchy needs depth ≥ 1 and branching ≥ 2; got depth="
+                        f"{depth}, branching={branching}")
+    leaves = branching ** depth
+    if leaves > MAX_LEAVES:
+        raise UserError(f"synthetic: hierarchy with branching^depth = {leaves} words is too "
+                        f"large (at most {MAX_LEAVES}); lower depth or branching")
+    if counts not in ("balanced", "zipf"):
+        raise UserError(f"synthetic.counts: unknown {counts!r}; choose balanced or zipf")
+    if counts == "zipf" and not zipf_a > 0:
+        raise UserError(f"synthetic.zipf_a: counts zipf needs zipf_a > 0 (0 would be balanced); "
+                        f"got {zipf_a}")
+    toy = (depth, branching) == (3, 2)
+    words = TOY_WORDS if toy else [f"w{i}" for i in range(leaves)]
+    contexts, ctx, nxt = [], [], []
+    for level in range(depth + 1):
+        width = leaves // branching ** level  # leaves below each node of this level
+        for i in range(branching ** level):
+            if level == depth:
+                name = f"is_{words[i]}"
+            elif toy:
+                name = TOY_NODES[branching ** level - 1 + i]
+            else:
+                name = f"n{level}_{i}"
+            below = range(i * width, (i + 1) * width)
+            ctx += [len(contexts)] * width
+            nxt += list(below)
+            contexts.append((name,))
+    ctx_a, nxt_a = np.array(ctx, dtype=np.int64), np.array(nxt, dtype=np.int64)
+    if counts == "balanced":
+        pair_counts = np.ones(len(nxt_a), dtype=np.int64)
+    else:
+        rank = np.random.default_rng(seed).permutation(leaves) + 1
+        pair_counts = np.ceil(leaves / rank[nxt_a].astype(float) ** zipf_a).astype(np.int64)
+    labels = np.stack([np.arange(leaves) // branching ** (depth - level)
+                       for level in range(1, depth + 1)], axis=1)
+    source = f"synthetic:hierarchy(depth={depth},branching={branching},counts={counts}" + (
+        f",zipf_a={zipf_a:g},seed={seed})" if counts == "zipf" else ")")
+    return Table.from_pairs(contexts, ctx_index=ctx_a, next_tokens=words, next_index=nxt_a,
+                            counts=pair_counts, source=source, token_label=labels)

@@ -46,6 +46,10 @@ class Table:
         of the attribute toy of ``docs/semantics.md`` §6), when the data has them.
     attributes : list of str
         The names of ``context_label``'s columns (empty without labels).
+    token_label : ndarray of int64, shape (V, levels), optional
+        Ground-truth classes of the next tokens where the data has them (the hierarchy's
+        ancestors, ``synthetic.hierarchy_table``): ``token_label[z, l]`` is token z's class at
+        level l + 1 (level 1 = the root's children). None for text corpora.
     """
 
     contexts: list[str]
@@ -59,9 +63,13 @@ class Table:
     attrs: dict[str, Any] = field(default_factory=dict)
     context_label: np.ndarray | None = None
     attributes: list[str] = field(default_factory=list)
+    token_label: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         m = len(self.contexts)
+        if self.token_label is not None and (self.token_label.ndim != 2
+                                             or self.token_label.shape[0] != len(self.tokens)):
+            raise ValueError("token_label must have shape (V, levels)")
         if self.indptr.shape != (m + 1,) or self.indptr[0] != 0:
             raise ValueError("indptr must have m+1 entries starting at 0")
         if self.indptr[-1] != len(self.indices) or len(self.indices) != len(self.pair_count):
@@ -159,13 +167,16 @@ class Table:
                    counts: np.ndarray | None = None, source: str = "",
                    attrs: dict[str, Any] | None = None,
                    context_label: np.ndarray | None = None,
-                   attributes: list[str] | None = None) -> Table:
+                   attributes: list[str] | None = None,
+                   token_label: np.ndarray | None = None) -> Table:
         """Build a table from token-tuple contexts and (context, next token, count) triples.
 
         Either ``pairs`` ({context index: {next token: count}}) or the three arrays
         ``ctx_index``, ``next_index`` (into ``next_tokens``) and ``counts``. Tokens are ordered
         by string, contexts keep their given order; duplicate triples are summed.
         ``context_label`` (m, len(``attributes``)) are the contexts' latent attributes, if any.
+        ``token_label`` (one row per entry of ``next_tokens``, array form only) follows the
+        tokens into their sorted order.
         """
         if pairs is not None:
             next_tokens = sorted({z for d in pairs.values() for z in d})
@@ -200,7 +211,9 @@ class Table:
                    source=source, attrs=dict(attrs or {}),
                    context_label=None if context_label is None else
                    np.asarray(context_label, dtype=np.int64),
-                   attributes=list(attributes or []))
+                   attributes=list(attributes or []),
+                   token_label=(None if token_label is None else
+                                np.asarray(token_label, dtype=np.int64)[order]))
 
     # -- xarray / zarr -------------------------------------------------------------------------
     def to_dataset(self, config: dict[str, Any] | None = None, *, wall_seconds: float | None =
@@ -238,6 +251,11 @@ class Table:
                                    {"long_name": "value index of each latent attribute",
                                     "units": "1"})
             ds = ds.assign_coords(attribute=("attribute", np.array(self.attributes, dtype=obj)))
+        if self.token_label is not None:
+            ds["token_label"] = (("token", "level"), self.token_label,
+                                 {"long_name": "ground-truth class of the token at each level "
+                                  "(the hierarchy's ancestor)", "units": "class id"})
+            ds = ds.assign_coords(level=("level", np.arange(1, self.token_label.shape[1] + 1)))
         ds.attrs = provenance(config, wall_seconds=wall_seconds, n=self.n, m=self.m, V=self.V,
                               entropy=self.entropy, entropy_units="nats",
                               context_length=self.context_length, source=self.source,
@@ -260,7 +278,9 @@ class Table:
                    context_label=np.asarray(ds["context_label"].values, dtype=np.int64)
                    if "context_label" in ds else None,
                    attributes=[str(a) for a in ds["attribute"].values]
-                   if "context_label" in ds else [])
+                   if "context_label" in ds else [],
+                   token_label=(np.asarray(ds["token_label"].values, dtype=np.int64)
+                                if "token_label" in ds.variables else None))
 
     def save(self, path: str | Path, config: dict[str, Any] | None = None, *,
              wall_seconds: float | None = None) -> Path:
@@ -369,6 +389,13 @@ def validate_dataset(ds, where: str | Path) -> None:
             raise bad(name, "has empty labels")
         if name != "context" and len(set(labels)) != len(labels):
             raise bad(name, "has repeated labels")
+    if "token_label" in ds.variables:  # optional: ground truth of synthetic data only
+        lab = ds["token_label"]
+        if tuple(lab.dims) != ("token", "level") or _kind(lab.dtype) != "i":
+            raise bad("token_label", f"has dims {tuple(lab.dims)} and dtype {lab.dtype}, "
+                      "expected integer ('token', 'level')")
+        if lab.size and np.asarray(lab.values).min() < 0:
+            raise bad("token_label", "has negative class ids")
     for key, value in (("m", m), ("V", V), ("context_length", ids.shape[1] if ids.ndim == 2
                                              else None)):
         if key in ds.attrs and ds.attrs[key] != value:

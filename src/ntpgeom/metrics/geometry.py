@@ -8,15 +8,18 @@ Variable names and meanings: :mod:`ntpgeom.metrics.vocabulary`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from ntpgeom.config import from_section, to_section
 from ntpgeom.data.table import load
 from ntpgeom.errors import UserError
 from ntpgeom.metrics.chance import CHANCE_DRAWS, CHANCE_SEED, chance_variables, onehot_chance
@@ -42,6 +45,27 @@ from ntpgeom.theory.reference import RANK_RTOL
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class GeometryConfig:
+    """The ``geometry`` section: how a run is compared with the predictions.
+
+    The defaults stated here are the section's (``schemas/geometry.schema.yaml`` documents the same
+    values; ``tests/test_config.py`` proves they agree) and :func:`run_geometry`'s.
+    """
+
+    knn_k: int = 5  # neighbours of the k-NN overlap (capped at m − 1, V − 1)
+    rank_rtol: float = RANK_RTOL  # singular values ≤ rank_rtol × σ_1 count as zero in rank(L_k)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], where: str = "geometry") -> GeometryConfig:
+        """From a ``geometry`` section (missing keys: the defaults; unknown keys: refused)."""
+        return from_section(cls, values, where)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_section(self)
+
+
+
 def targets_from_stores(reference, svm: Mapping[str, Any], S: np.ndarray) -> dict[str, dict]:
     """The predictions a run is compared with: each solver's L^mm, S̄, and the raw support S.
 
@@ -60,8 +84,8 @@ def targets_from_stores(reference, svm: Mapping[str, Any], S: np.ndarray) -> dic
     return out
 
 
-def run_geometry(train, table, reference, svm: Mapping[str, Any], *, knn_k: int = 5,
-                 rank_rtol: float = RANK_RTOL):
+def run_geometry(train, table, reference, svm: Mapping[str, Any], *,
+                 knn_k: int = GeometryConfig.knn_k, rank_rtol: float = GeometryConfig.rank_rtol):
     """The geometry dataset of one training run: every metric of :mod:`ntpgeom.metrics.core`
     at every checkpoint.
 
@@ -235,16 +259,19 @@ def layer_metrics(train, targets: Mapping[str, Mapping[str, np.ndarray]], names:
 
 
 def geometry_store(*, train: str, table: str, reference: str, svm: Sequence[str] | str,
-                   out: str, config: Mapping[str, Any] | None = None, knn_k: int = 5,
-                   rank_rtol: float = RANK_RTOL) -> None:
-    """Read the stores of one run, compute :func:`run_geometry` and write it atomically to ``out``.
+                   out: str, options: GeometryConfig | Mapping[str, Any] | None = None) -> None:
+    """Read the stores of one run, compute :func:`run_geometry` with the ``geometry`` section
+    ``options`` (default: its defaults) and write it atomically to ``out``; the store's
+    provenance records the options.
 
     ``svm`` lists ``.../svm/{solver}.zarr`` paths; the solver's name is the file stem.
     """
     start = time.perf_counter()
+    options = GeometryConfig.from_dict(options or {})
     paths = [svm] if isinstance(svm, str) else list(svm)
     ds = run_geometry(open_store(train), load(table), open_store(reference),
                       {Path(p).name.removesuffix(".zarr"): open_store(p) for p in paths},
-                      knn_k=knn_k, rank_rtol=rank_rtol)
-    ds.attrs = provenance(config, wall_seconds=time.perf_counter() - start, **ds.attrs)
+                      **dataclasses.asdict(options))
+    ds.attrs = provenance(options.to_dict(), wall_seconds=time.perf_counter() - start,
+                          **ds.attrs)
     write_store(ds, out)

@@ -93,6 +93,44 @@ VOCABULARY: dict[str, tuple[str, str]] = {
     "corr_W_offset": ("⟨(W_k − W*)/‖W_k − W*‖, W^mm/‖W^mm‖⟩", "1"),
     "in_support_error_W": ("‖P_F(W_k) − W*‖_F", "1"),
     "dist_W": ("‖W_k/‖W_k‖ − W^mm/‖W^mm‖‖_F", "1"),
+    # -- semantics runs (docs/semantics.md: learning order, orthant clusters) --------------------
+    "sigma": ("singular values σ_k of the target (column-centred)", "logit units"),
+    "block": ("degenerate block of each mode (relative gap < degeneracy_rtol); −1 = no mode",
+              "1"),
+    "mode_strength": ("ā_k(t): u_iᵀ L_t v_i averaged over the mode's degenerate block",
+                      "logit units"),
+    "learn_step": ("first checkpoint step with mode_strength ≥ θ (attr theta); NaN if never",
+                   "steps"),
+    "sigma_L": ("top singular values of the trained, column-centred L at the last step",
+                "logit units"),
+    "k_used": ("directions used at k: k rounded up to the end of its degenerate block of S̄",
+               "1"),
+    "degenerate": ("the k-th direction lies in a degenerate block of S̄ (clusters use it whole)",
+                   "1"),
+    "orthant_W": ("orthant cluster of each word (rows of W) in the trained L's SVD basis, last "
+                  "step", "cluster id"),
+    "orthant_H": ("orthant cluster of each context (columns of H) in the trained L's SVD basis, "
+                  "last step", "cluster id"),
+    "orthant_W_in_S_bar": ("orthant cluster of each trained word projected on S̄'s singular "
+                           "directions, last step", "cluster id"),
+    "kmeans_W": ("spectral k-means cluster of each word (same coordinates and number of "
+                 "clusters as orthant_W)", "cluster id"),
+    "orthant_target_W": ("orthant cluster of each word in the target's own factors",
+                         "cluster id"),
+    "orthant_target_H": ("orthant cluster of each context in the target's own factors",
+                         "cluster id"),
+    "target_k_used": ("directions used at k for the target's own clusters", "1"),
+    "coord_W": ("coordinate of each word on the trained L's concept direction k (U√Σ), last step",
+                "√(logit units)"),
+    "pole_pos_W": ("words with the largest positive coordinate on direction k", "words"),
+    "pole_neg_W": ("words with the most negative coordinate on direction k", "words"),
+    "ari_W": ("adjusted Rand index of orthant_W against token_label at each level", "1"),
+    "ari_W_in_S_bar": ("adjusted Rand index of orthant_W_in_S_bar against token_label", "1"),
+    "ari_kmeans_W": ("adjusted Rand index of kmeans_W against token_label", "1"),
+    "ari_target_W": ("adjusted Rand index of orthant_target_W against token_label", "1"),
+    "resolve_step": ("first step at which level ℓ's clusters match and its block of S̄ is "
+                     "learned (ā ≥ θ)", "steps"),
+    "ari_W_steps": ("adjusted Rand index of the orthant clusters of W at each checkpoint", "1"),
 }
 
 

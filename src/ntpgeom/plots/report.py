@@ -170,6 +170,86 @@ def linear_numbers(reference, runs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def semantics_numbers(ds) -> dict[str, Any]:
+    """A semantics store's report numbers: per block of S̄ its σ, size and learning steps, whether
+    they are non-decreasing as σ decreases, and the words of each cluster at the largest k."""
+    s = ds.sel(target="S_bar")
+    blocks = s["block"].values
+    rows = []
+    for b in np.unique(blocks[blocks >= 0]):
+        k = int(np.flatnonzero(blocks == b)[0])
+        row = {"sigma": float(s["sigma"].values[k]), "size": int((blocks == b).sum()),
+               "learn_step": float(s["learn_step"].values[k])}
+        if "L_mm" in ds["target"].values:
+            row["learn_step_L_mm"] = float(ds["learn_step"].sel(target="L_mm").values[k])
+        rows.append(row)
+    steps = np.array([r["learn_step"] for r in rows])
+    learned = steps[np.isfinite(steps)]
+    tokens = [str(t) for t in ds["token"].values]
+    ids = ds["orthant_W"].values[-1]
+    counts = np.bincount(ids)
+    clusters = [{"id": int(c), "size": int(counts[c]),
+                 "words": [tokens[z] for z in np.flatnonzero(ids == c)]}
+                for c in np.argsort(-counts, kind="stable")]
+    out = {"blocks": rows, "ordered": bool((np.diff(learned) >= 0).all()),
+           "unlearned": int((~np.isfinite(steps)).sum()), "theta": ds.attrs.get("theta"),
+           "k": int(ds["k"].values[-1]), "k_used": int(ds["k_used"].values[-1]),
+           "clusters": clusters,
+           "poles": [(str(a), str(b)) for a, b in zip(ds["pole_pos_W"].values,
+                                                      ds["pole_neg_W"].values, strict=True)]}
+    if "ari_W" in ds:
+        out["ari"] = {name: ds[name].values.tolist()
+                      for name in ("ari_W", "ari_W_in_S_bar", "ari_kmeans_W")}
+        out["ari_target"] = ds["ari_target_W"].sel(target="S_bar").values.tolist()
+        out["resolve"] = [float(v) for v in ds["resolve_step"].values]
+    return out
+
+
+def _semantics_section(key: str, num: Mapping[str, Any],
+                       figures: Sequence[tuple[str, str | os.PathLike]],
+                       captions: Mapping[str, str]) -> list[str]:
+    """The HTML of one run's semantics (``key`` = dataset/model/run)."""
+    parts = [f"<h2 id='semantics-{html.escape(key)}'>Semantics: {html.escape(key)}</h2>",
+             "<p>How concepts emerge (<code>docs/semantics.md</code>): the learning step of each "
+             f"degenerate block of S̄ (first checkpoint with mode strength ≥ θ = "
+             f"{_fmt(num['theta'])} logits) and the orthant clusters of the trained words.</p>"]
+    header = ["σ (S̄)", "modes in block", "learning step (S̄ basis)"]
+    if num["blocks"] and "learn_step_L_mm" in num["blocks"][0]:
+        header.append("learning step (L^mm basis)")
+    parts.append(_table(header, [[r["sigma"], r["size"], r["learn_step"]]
+                                 + ([r["learn_step_L_mm"]] if "learn_step_L_mm" in r else [])
+                                 for r in num["blocks"]]))
+    parts.append(f"<p>Learning steps non-decreasing as σ decreases: "
+                 f"{_yes_no(num['ordered'])} ({num['unlearned']} block(s) never reach θ).</p>")
+    parts.append(_table(["direction", "+ pole", "− pole"],
+                        [[i + 1, a, b] for i, (a, b) in enumerate(num["poles"])]))
+    parts.append(f"<h3>Orthant clusters at k = {num['k']} ({num['k_used']} directions)</h3>")
+    parts.append(_table(["cluster", "words", "size"],
+                        [[c["id"], ", ".join(c["words"][:30])
+                          + (" …" if len(c["words"]) > 30 else ""), c["size"]]
+                         for c in num["clusters"][:40]]))
+    if "ari" in num:
+        levels = len(num["ari"]["ari_W"][0])
+        rows = [[f"k = {k + 1}"] + [num["ari"][n][k][lv] for n in ("ari_W", "ari_W_in_S_bar",
+                                                                    "ari_kmeans_W")
+                                    for lv in range(levels)] + list(num["ari_target"][k])
+                for k in range(len(num["ari"]["ari_W"]))]
+        header = ["k"] + [f"{what}, level {lv + 1}" for what in
+                          ("orthant (trained basis)", "orthant (S̄ basis)", "k-means")
+                          for lv in range(levels)] + [f"S̄ factors, level {lv + 1}"
+                                                       for lv in range(levels)]
+        parts.append("<p>Adjusted Rand index against the ground truth (each word's ancestor at "
+                     "each level):</p>")
+        parts.append(_table(header, rows))
+        parts.append("<p>Broad before fine: the step at which each level's clusters match the "
+                     "ground truth and its block of S̄ is learned: "
+                     + ", ".join(f"level {i + 1}: {_fmt(v)}" for i, v in enumerate(num["resolve"]))
+                     + ".</p>")
+    parts += [_figure(f"semantics {key}", name, png, captions.get(f"semantics_{name}", ""))
+              for name, png in figures]
+    return parts
+
+
 def _fmt(x: Any) -> str:
     if isinstance(x, bool | np.bool_):
         return str(x)
@@ -334,7 +414,10 @@ def render_html(numbers: Mapping[str, Mapping[str, Any]],
                 overlays: Sequence[tuple[str, str | os.PathLike]] = (),
                 linear: Mapping[str, Mapping[str, Any]] | None = None,
                 linear_figures: Mapping[str, Sequence[tuple[str, str | os.PathLike]]] | None
-                = None, toy: str | os.PathLike | None = None) -> str:
+                = None, toy: str | os.PathLike | None = None,
+                semantics: Mapping[str, Mapping[str, Any]] | None = None,
+                semantics_figures: Mapping[str, Sequence[tuple[str, str | os.PathLike]]]
+                | None = None) -> str:
     """The report page.
 
     Parameters
@@ -354,6 +437,8 @@ def render_html(numbers: Mapping[str, Mapping[str, Any]],
         "dataset/embedding" → :func:`linear_numbers`, and → [(figure name, PNG path)].
     toy : path
         The linear study's 2-D toy PNG, if drawn.
+    semantics, semantics_figures : mapping
+        "dataset/model/run" → :func:`semantics_numbers`, and → [(figure name, PNG path)].
     """
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
              "<title>ntpgeom report</title>", f"<style>{CSS}</style></head><body>",
@@ -409,6 +494,8 @@ def render_html(numbers: Mapping[str, Mapping[str, Any]],
     if toy:
         parts.append("<h2>Linear model: the 2-D toy</h2>")
         parts.append(_figure("linear", "toy", toy, captions.get("linear_toy", "")))
+    for key, num in (semantics or {}).items():
+        parts += _semantics_section(key, num, (semantics_figures or {}).get(key, []), captions)
     parts.append("<h2>Configuration</h2><pre>"
                  + html.escape(json.dumps(config, indent=2, sort_keys=True, default=str),
                                quote=False)
@@ -420,7 +507,8 @@ def build_report(out: str | os.PathLike, *, datasets: Mapping[str, Mapping[str, 
                  captions_dir: str | os.PathLike, config: Mapping[str, Any],
                  overlays: Sequence[str | os.PathLike] = (),
                  linear: Mapping[str, Mapping[str, Any]] | None = None,
-                 toy: str | os.PathLike | None = None) -> Path:
+                 toy: str | os.PathLike | None = None,
+                 semantics: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
     """Read each dataset's stores and figures and write the report to ``out``.
 
     ``datasets`` maps a dataset to its paths: ``table``, ``reference``, ``svm`` (list),
@@ -428,7 +516,8 @@ def build_report(out: str | os.PathLike, *, datasets: Mapping[str, Mapping[str, 
     ``overlays``: the PNGs of the figures across datasets (``results/figures/<name>.png``).
     ``linear`` maps "dataset/embedding" to its paths: ``reference`` (the linear
     ``reference.zarr``), ``train`` (list of ``.../train/{optimizer}.zarr``), ``figures`` (list of
-    PNGs, ``<name>.png``); ``toy``: the 2-D toy's PNG.
+    PNGs, ``<name>.png``); ``toy``: the 2-D toy's PNG. ``semantics`` maps
+    "dataset/model/run" to ``store`` (its semantics store) and ``figures`` (list of PNGs).
     """
     from ntpgeom.data.table import load
     from ntpgeom.plots.figio import run_id
@@ -447,7 +536,12 @@ def build_report(out: str | os.PathLike, *, datasets: Mapping[str, Mapping[str, 
         runs = {Path(p).name.removesuffix(".zarr"): open_store(p) for p in paths["train"]}
         lin_numbers[key] = linear_numbers(open_store(paths["reference"]), runs)
         lin_figures[key] = [(Path(p).stem, p) for p in paths["figures"]]
+    sem_numbers = {key: semantics_numbers(open_store(paths["store"]))
+                   for key, paths in (semantics or {}).items()}
+    sem_figures = {key: [(Path(p).stem, p) for p in paths["figures"]]
+                   for key, paths in (semantics or {}).items()}
     names = ({name for figs in figures.values() for name, _ in figs}
+             | {f"semantics_{name}" for figs in sem_figures.values() for name, _ in figs}
              | {name for name, _ in overlay_figs}
              | {f"linear_{name}" for figs in lin_figures.values() for name, _ in figs}
              | ({"linear_toy"} if toy else set()))
@@ -456,7 +550,8 @@ def build_report(out: str | os.PathLike, *, datasets: Mapping[str, Mapping[str, 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(numbers, figures, captions, config, overlays=overlay_figs,
-                               linear=lin_numbers, linear_figures=lin_figures, toy=toy),
+                               linear=lin_numbers, linear_figures=lin_figures, toy=toy,
+                               semantics=sem_numbers, semantics_figures=sem_figures),
                    encoding="utf-8")
     log.info("wrote %s (%d figures)", out,
              sum(len(f) for f in figures.values()) + len(overlay_figs)

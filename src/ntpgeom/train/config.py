@@ -57,6 +57,10 @@ class TrainConfig:
     save_every_s: float = 60.0  # resume state at least this often (and at every checkpoint step)
     threads: int | None = None  # torch CPU threads (None = leave torch's setting)
     dtype: str = "float32"  # the paper's; "float64" where CE − H falls below float32's ~1e-7
+    # RMS of the entries of W and H at step 0 (None: the model's own draw, the paper's). Small
+    # values put training in the saddle-to-saddle regime where S̄'s modes are learned one by one
+    # (docs: semantics.md §2.3); see ntpgeom.train.model.init_model.
+    init_scale: float | None = None
 
     # Settings that do not change the trajectory: left out of the checkpoint fingerprint.
     RUNTIME_ONLY = ("save_every_s", "threads")
@@ -117,6 +121,10 @@ class TrainConfig:
             raise bad("device", "must be auto, cpu, cuda or cuda:N")
         if self.threads is not None and self.threads < 1:
             raise bad("threads", "must be ≥ 1")
+        if self.init_scale is not None and not (self.init_scale > 0
+                                                and math.isfinite(self.init_scale)):
+            raise bad("init_scale", "must be a finite number > 0, or null for the model's own "
+                      "initialisation")
         if self.model == "transformer":
             if self.n_layers < 1 or self.n_heads < 1:
                 raise bad("n_layers" if self.n_layers < 1 else "n_heads", "must be ≥ 1")
@@ -140,6 +148,8 @@ class TrainConfig:
         if self.model != "transformer":  # transformer knobs mean nothing for the UFM
             for key in ("n_layers", "n_heads", "ffn_hidden"):
                 out.pop(key)
+        if self.init_scale is None:  # the default draw: fingerprints as before the option
+            out.pop("init_scale")
         return out
 
     def lr_at(self, step: int) -> float:

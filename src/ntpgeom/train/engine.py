@@ -66,8 +66,8 @@ from ntpgeom.train.trajectory import (
 log = logging.getLogger(__name__)
 
 #: Settings that may differ between the runs of one batch (everything else fixes its shapes).
-PER_RUN = ("seed", "lr", "optimizer", "weight_decay", "betas", "eps", "ridge", "milestones",
-           "gamma")
+PER_RUN = ("seed", "init_scale", "lr", "optimizer", "weight_decay", "betas", "eps", "ridge",
+           "milestones", "gamma")
 
 
 class Runs:

@@ -369,4 +369,23 @@ def init_model(table: Table, config: TrainConfig, device: torch.device,
         model = build_model(config.model, m=table.m, V=table.V, d=config.d,
                             context_ids=torch.from_numpy(table.context_ids),
                             vocab_in=max(len(table.input_tokens), 1), features=fixed, **extra)
+        if config.init_scale is not None:
+            small_init(model, config.init_scale)
     return model.to(device=device, dtype=dtype)
+
+
+@torch.no_grad()
+def small_init(model: nn.Module, scale: float) -> None:
+    """Redraw the factors of L = W H with entries of RMS ``scale`` (in place, from torch's RNG).
+
+    UFM: W and H i.i.d. N(0, scale²). Transformer: the decoder W ~ N(0, scale²) and the final
+    RMSNorm's gain set to ``scale``: the norm's output has unit RMS whatever the weights below
+    it, so its gain is what sets the size of h(x̄) (the interior keeps llama2.c's draw, which
+    the network needs to pass signal). Linear model: W only (H̄ is fixed). Small ``scale``
+    makes L = W H start near 0, where the CE gradient is −M₀ (semantics.md §2.1).
+    """
+    if isinstance(model, UFM):
+        nn.init.normal_(model.embed.weight, mean=0.0, std=scale)
+    elif isinstance(model, Transformer):
+        model.norm.weight.fill_(scale)
+    nn.init.normal_(model.output.weight, mean=0.0, std=scale)

@@ -7,6 +7,7 @@ resuming from ``{run}.ckpt.pt`` when a previous attempt was killed.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import logging
 import os
@@ -16,7 +17,7 @@ import numpy as np
 
 from ntpgeom.data.table import Table, load
 from ntpgeom.store import write_store
-from ntpgeom.train.config import LOSS_FORMS, MODELS, OPTIMIZERS, TrainConfig
+from ntpgeom.train.config import DTYPES, LOSS_FORMS, MODELS, OPTIMIZERS, TrainConfig
 from ntpgeom.train.engine import fit
 from ntpgeom.train.trajectory import checkpoint_path, trajectory_dataset
 
@@ -63,23 +64,42 @@ def train_from_files(table: str | os.PathLike, out: str | os.PathLike, settings:
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("train", help="train the UFM or the transformer on a table",
                               description="Train one run on a table.zarr and write its "
-                              "trajectory store (resumes from OUT's .ckpt.pt if present).")
+                              "trajectory store (resumes from OUT's .ckpt.pt if present).",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("table", help="a table.zarr store")
     p.add_argument("--out", required=True, help="trajectory store to write (…/{run}.zarr)")
+    # Every default is TrainConfig's (the `train` section's), shown by --help.
     defaults = TrainConfig()
-    p.add_argument("--model", choices=MODELS, default=defaults.model)
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
-    p.add_argument("--loss", choices=LOSS_FORMS, default=defaults.loss)
-    for name, kind in (("d", int), ("epochs", int), ("lr", float), ("weight_decay", float),
-                       ("ridge", float), ("gamma", float), ("seed", int), ("n_layers", int),
-                       ("n_heads", int), ("trace_every", int), ("save_every_s", float)):
+    p.add_argument("--model", choices=MODELS, default=defaults.model, help="the model trained")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer,
+                   help="the update rule")
+    p.add_argument("--loss", choices=LOSS_FORMS, default=defaults.loss,
+                   help="CE over the m distinct contexts, or over the n rows")
+    p.add_argument("--dtype", choices=tuple(DTYPES), default=defaults.dtype,
+                   help="float64 where CE − H falls below float32's ~1e-7")
+    for name, kind, what in (
+            ("d", int, "embedding width"), ("epochs", int, "full-batch steps"),
+            ("lr", float, "learning rate"), ("weight_decay", float, "AdamW's decoupled decay "
+                                             "(gd: coupled L2)"),
+            ("eps", float, "AdamW's epsilon"), ("ridge", float, "λ of λ(‖W‖² + ‖H‖²)"),
+            ("gamma", float, "LR factor at each milestone"), ("seed", int, "initialisation seed"),
+            ("n_layers", int, "transformer layers"), ("n_heads", int, "transformer heads"),
+            ("ffn_hidden", int, "SwiGLU hidden width (None: 4·d)"),
+            ("trace_every", int, "keep the dense series every k steps"),
+            ("checkpoints_per_decade", int, "W, H snapshots per decade of steps"),
+            ("save_every_s", float, "resume state at least this often (seconds)"),
+            ("threads", int, "torch CPU threads (None: torch's choice)"),
+            ("init_scale", float, "RMS of W's and H's entries at step 0 (None: the model's "
+                                  "own initialisation)")):
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind,
-                       default=getattr(defaults, name), help=f"default {getattr(defaults, name)}")
+                       default=getattr(defaults, name), help=what)
+    p.add_argument("--betas", type=float, nargs=2, default=list(defaults.betas),
+                   help="AdamW's (β1, β2)")
     p.add_argument("--milestones", type=int, nargs="*", default=list(defaults.milestones),
-                   help="MultiStepLR milestones (default: the paper's 5k … 25k)")
+                   help="MultiStepLR milestones in steps")
     p.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--graph", choices=("auto", "on", "off"), default=defaults.graph)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--graph", choices=("auto", "on", "off"), default=defaults.graph,
+                   help="capture the step in a CUDA graph (auto: on CUDA)")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a bar")
     p.set_defaults(func=_cli)
 

@@ -42,11 +42,15 @@ from ntpgeom.theory.reference import (
     factorize,
     reldir,
 )
+from ntpgeom.theory.svm.config import SOLVERS, AdmmOptions, MosekOptions, ScsOptions, SvmConfig
+
+__all__ = ["SOLVERS", "AdmmOptions", "MosekOptions", "ScsOptions", "SvmConfig", "check_table",
+           "is_ksubset", "load_table", "solve", "solve_options", "to_dataset"]
 
 log = logging.getLogger(__name__)
 
-#: Solver names accepted in ``svm.solvers`` and by ``ntpgeom solve --solver``.
-SOLVERS = ("admm", "scs", "mosek", "auto", "closed_form")
+# Every default of solve() and of `ntpgeom solve` is the `svm` section's (SvmConfig's).
+_DEFAULT = SvmConfig()
 
 #: Relative distance from S̄ above which a k-subset table's solution is reported as a mismatch:
 #: the closed form is exact, so anything beyond the solvers' accuracy (SCS ~1e-6) is a bug.
@@ -85,12 +89,15 @@ def is_ksubset(S: np.ndarray) -> bool:
     return len({col.tobytes() for col in np.packbits(S, axis=0).T}) == m
 
 
-def solve(table: Table, *, solver: str = "admm", gap_tol: float = 1e-8,
-          time_limit: float | None = None, device: str = "auto", residual_tol: float = 1e-7,
-          max_iter: int = 100_000, check_every: int = 10, anderson: int | None = None,
-          float32_until: float | None = None, eps: float = 1e-8,
-          max_iters: int = 100_000, memory_limit_mb: float | None = None,
-          rank_rtol: float = RANK_RTOL, config: dict[str, Any] | None = None):
+def solve(table: Table, *, solver: str = _DEFAULT.solvers[0], gap_tol: float = _DEFAULT.gap_tol,
+          time_limit: float | None = _DEFAULT.time_limit, device: str = _DEFAULT.admm.device,
+          residual_tol: float = _DEFAULT.admm.residual_tol,
+          max_iter: int = _DEFAULT.admm.max_iter, check_every: int = _DEFAULT.admm.check_every,
+          anderson: int | None = _DEFAULT.admm.anderson,
+          float32_until: float | None = _DEFAULT.admm.float32_until,
+          eps: float = _DEFAULT.scs.eps, max_iters: int = _DEFAULT.scs.max_iters,
+          memory_limit_mb: float | None = _DEFAULT.scs.memory_limit_mb,
+          rank_rtol: float = _DEFAULT.rank_rtol, config: dict[str, Any] | None = None):
     """Solve the NTP-SVM of ``table`` and return the ``svm/{solver}.zarr`` dataset.
 
     Parameters
@@ -104,9 +111,12 @@ def solve(table: Table, *, solver: str = "admm", gap_tol: float = 1e-8,
     time_limit : float or None
         Seconds per solve; a solve cut short keeps its certified gap and says so in ``status``.
     device, residual_tol, max_iter, check_every, anderson, float32_until
-        admm options (:func:`ntpgeom.theory.svm.admm.solve_admm`); None takes its default.
+        admm options (:class:`~ntpgeom.theory.svm.config.AdmmOptions`, whose defaults these are;
+        :func:`ntpgeom.theory.svm.admm.solve_admm`).
     eps, max_iters, memory_limit_mb
-        cvxpy options (:func:`ntpgeom.theory.svm.cvx.solve_cvx`).
+        cvxpy options (:class:`~ntpgeom.theory.svm.config.ScsOptions`, whose defaults these are;
+        :func:`ntpgeom.theory.svm.cvx.solve_cvx`). MOSEK's come from ``SvmConfig.mosek`` through
+        :meth:`SvmConfig.solve_options`.
     rank_rtol : float
         Rank cut of the factors W_mm = U√Σ, H_mm = √ΣVᵀ
         (:func:`ntpgeom.theory.reference.factorize`).
@@ -192,24 +202,16 @@ def solve(table: Table, *, solver: str = "admm", gap_tol: float = 1e-8,
     return ds
 
 
-def solve_options(section: dict[str, Any], solver: str) -> dict[str, Any]:
-    """The keyword arguments of :func:`solve` for one solver, from a validated ``svm`` config
-    section (``schemas/svm.schema.yaml``; ``auto`` takes the ``scs`` options).
+def solve_options(section: SvmConfig | dict[str, Any], solver: str) -> dict[str, Any]:
+    """The keyword arguments of :func:`solve` for one solver, from an ``svm`` config section
+    (:meth:`SvmConfig.solve_options`; ``auto`` takes the ``scs`` options).
 
     Raises
     ------
     UserError
-        An unknown solver name.
+        An unknown solver name or setting.
     """
-    if solver not in SOLVERS:
-        raise UserError(f"svm.solvers: unknown solver {solver!r}; choose from "
-                        f"{', '.join(SOLVERS)}")
-    out = {"solver": solver, "gap_tol": section["gap_tol"], "time_limit": section["time_limit"],
-           "rank_rtol": section["rank_rtol"]}
-    per_solver = {"admm": "admm", "scs": "scs", "auto": "scs", "mosek": "mosek"}
-    if solver in per_solver:
-        out.update(section[per_solver[solver]])
-    return out
+    return SvmConfig.from_dict(section).solve_options(solver)
 
 
 def to_dataset(table: Table, L: np.ndarray, *, solver: str, status: str, gap: float | None,
@@ -271,36 +273,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("table", type=Path, help="a table.zarr store (results/{dataset}/table.zarr)")
     p.add_argument("--out", type=Path, required=True, help="the store to write (…/X.zarr)")
-    p.add_argument("--solver", choices=SOLVERS, default="admm",
+    p.add_argument("--solver", choices=SOLVERS, default=_DEFAULT.solvers[0],
                    help="admm: the project's first-order solver (any size); scs/mosek: cvxpy on "
                    "the SDP (memory grows with (V+m)²); auto: mosek when licensed, else scs; "
                    "closed_form: S̄, only for all-k-subset tables")
-    p.add_argument("--gap-tol", type=float, default=1e-8,
+    p.add_argument("--gap-tol", type=float, default=_DEFAULT.gap_tol,
                    help="admm stops at this certified relative duality gap")
-    p.add_argument("--time-limit", type=float, default=None,
+    p.add_argument("--time-limit", type=float, default=_DEFAULT.time_limit,
                    help="seconds per solve; a solve cut short is written with its status and gap")
+    p.add_argument("--rank-rtol", type=float, default=_DEFAULT.rank_rtol,
+                   help="singular values at or below rank_rtol × σ_max are cut from W_mm, H_mm")
     g = p.add_argument_group("admm options")
-    g.add_argument("--device", default="auto",
+    g.add_argument("--device", default=_DEFAULT.admm.device,
                    help="auto (CUDA for large problems when available), cpu, cuda or cuda:N")
-    g.add_argument("--residual-tol", type=float, default=1e-7,
+    g.add_argument("--residual-tol", type=float, default=_DEFAULT.admm.residual_tol,
                    help="also require relative primal and dual residuals below this")
-    g.add_argument("--max-iter", type=int, default=100_000, help="iteration cap")
-    g.add_argument("--check-every", type=int, default=10,
+    g.add_argument("--max-iter", type=int, default=_DEFAULT.admm.max_iter, help="iteration cap")
+    g.add_argument("--check-every", type=int, default=_DEFAULT.admm.check_every,
                    help="iterations between convergence checks (each one syncs a GPU)")
-    g.add_argument("--anderson", type=int, default=None,
-                   help="memory of the Anderson acceleration, 0 = plain ADMM (default: the "
-                   "solver's, ntpgeom.theory.svm.admm.ANDERSON_MEMORY)")
-    g.add_argument("--float32-until", type=float, default=None,
+    g.add_argument("--anderson", type=int, default=_DEFAULT.admm.anderson,
+                   help="memory of the Anderson acceleration, 0 = plain ADMM")
+    g.add_argument("--float32-until", type=float, default=_DEFAULT.admm.float32_until,
                    help="CPU: iterate in float32 until the residuals reach this, then float64; "
-                   "0 = float64 throughout (default: 1e-5 on the CPU, 0 on CUDA)")
+                   "0 = float64 throughout; None = 1e-5 on the CPU, 0 on CUDA")
     g.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's choice)")
+                   help="torch CPU threads (None: torch's choice)")
     g = p.add_argument_group("scs/mosek options")
-    g.add_argument("--eps", type=float, default=1e-8,
+    g.add_argument("--eps", type=float, default=_DEFAULT.scs.eps,
                    help="SCS eps_abs = eps_rel; MOSEK's gap and feasibility tolerances")
-    g.add_argument("--max-iters", type=int, default=100_000, help="SCS iteration cap")
-    g.add_argument("--memory-limit-mb", type=float, default=None,
-                   help="refuse problems estimated above this (default: available memory)")
+    g.add_argument("--max-iters", type=int, default=_DEFAULT.scs.max_iters,
+                   help="SCS iteration cap")
+    g.add_argument("--memory-limit-mb", type=float, default=_DEFAULT.scs.memory_limit_mb,
+                   help="refuse problems estimated above this (None: the memory available)")
     p.set_defaults(func=_run_cli)
 
 
@@ -314,7 +318,7 @@ def _run_cli(args: argparse.Namespace) -> None:
     table = load_table(args.table)
     options = {k: getattr(args, k) for k in (
         "solver", "gap_tol", "time_limit", "device", "residual_tol", "max_iter", "check_every",
-        "anderson", "float32_until", "eps", "max_iters", "memory_limit_mb")}
+        "anderson", "float32_until", "eps", "max_iters", "memory_limit_mb", "rank_rtol")}
     ds = solve(table, **options, config={"svm": options, "table": str(args.table)})
     write_store(ds, args.out)
     print(f"{args.out}: {ds.attrs['solver']} {ds.attrs['status']}, ‖L_mm‖_* = "

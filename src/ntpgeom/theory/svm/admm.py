@@ -53,7 +53,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ntpgeom.theory.svm.config import AdmmOptions, SvmConfig
+
 log = logging.getLogger(__name__)
+
+# The defaults of solve_admm are the `svm` section's (schemas/svm.schema.yaml documents them).
+_OPTIONS = AdmmOptions()
 
 DTYPE = torch.float64
 
@@ -65,8 +70,9 @@ AUTO_CUDA_MIN_ENTRIES = 100_000
 #: Default memory of the Anderson acceleration (:class:`_Anderson`). Iterations to certified gap
 #: 1e-8 on one core, memory 0 / 3 / 5 / 8 / 12: r104x400 190 / 130 / 130 / 100–110 / –,
 #: r200x1000 260 / 140 / 130 / 120 / –, r500x3000 410 / 280 / 210 / 180–190 / 200. Each unit of
-#: memory costs two more passes over an m × V matrix per iteration (r500x3000: ~5 ms).
-ANDERSON_MEMORY = 8
+#: memory costs two more passes over an m × V matrix per iteration (r500x3000: ~5 ms). The value
+#: is ``svm.admm.anderson``'s default (:class:`~ntpgeom.theory.svm.config.AdmmOptions`).
+ANDERSON_MEMORY = _OPTIONS.anderson
 
 #: Default ``float32_until`` on the CPU: the relative residuals at which the float32 start phase
 #: hands over to float64 (see :func:`solve_admm`).
@@ -346,11 +352,12 @@ class _Anderson:
 
 # --- the solver ----------------------------------------------------------------------------------
 
-def solve_admm(support: np.ndarray, *, device: str = "auto", gap_tol: float = 1e-8,
-               residual_tol: float = 1e-7, max_iter: int = 100_000,
-               time_limit: float | None = None, check_every: int = 10, rho: float | None = None,
+def solve_admm(support: np.ndarray, *, device: str = _OPTIONS.device,
+               gap_tol: float = SvmConfig.gap_tol, residual_tol: float = _OPTIONS.residual_tol,
+               max_iter: int = _OPTIONS.max_iter, time_limit: float | None = SvmConfig.time_limit,
+               check_every: int = _OPTIONS.check_every, rho: float | None = None,
                relax: float = 1.8, init: str = "centered_support",
-               float32_until: float | None = None, anderson: int | None = None,
+               float32_until: float | None = _OPTIONS.float32_until, anderson: int | None = None,
                log_every_seconds: float = 10.0) -> AdmmResult:
     """Solve the NTP-SVM (``docs/paper.md`` §1.5) to a certified relative duality gap.
 

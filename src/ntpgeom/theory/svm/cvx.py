@@ -27,6 +27,7 @@ import numpy as np
 from ntpgeom.errors import UserError
 from ntpgeom.theory import conic
 from ntpgeom.theory.reference import constraint_violation
+from ntpgeom.theory.svm.config import ScsOptions
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,10 @@ def available_memory_mb() -> float:
 
 # --- the solve -----------------------------------------------------------------------------------
 
-def solve_cvx(support: np.ndarray, *, solver: str = "scs", eps: float = 1e-8,
-              max_iters: int = conic.SCS_MAX_ITERS, time_limit: float | None = None,
-              memory_limit_mb: float | None = None, verbose: bool = False) -> CvxResult:
+def solve_cvx(support: np.ndarray, *, solver: str = "scs", eps: float = ScsOptions.eps,
+              max_iters: int = ScsOptions.max_iters, time_limit: float | None = None,
+              memory_limit_mb: float | None = ScsOptions.memory_limit_mb,
+              verbose: bool = False) -> CvxResult:
     """Solve the NTP-SVM with cvxpy and SCS or MOSEK; refuse problems that would not fit memory.
 
     Parameters

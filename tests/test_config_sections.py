@@ -1,0 +1,306 @@
+"""Config flows one way: each section is a frozen dataclass whose defaults are stated once.
+
+The dataclasses (TableConfig, SvmConfig, TrainConfig, GeometryConfig) hold the defaults; the
+schemas' `default:`s document them, the CLI's options and the package functions' keyword defaults
+read them. These tests prove every copy agrees, key by key, so a default changed in one place and
+not the other fails here. The last ones run real `snakemake -n` with the `--config` override the
+README documents.
+"""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+
+import pytest
+import yaml
+from conftest import ROOT, run
+
+from ntpgeom.cli import make_parser
+from ntpgeom.config import (
+    command_line_booleans,
+    dataclass_defaults,
+    from_section,
+    schema_defaults,
+    validate,
+)
+from ntpgeom.data.build import TableConfig, TokenizerConfig, build_table, make_table
+from ntpgeom.errors import UserError
+from ntpgeom.metrics.geometry import GeometryConfig, geometry_store, run_geometry
+from ntpgeom.theory.svm import SvmConfig, solve, solve_options
+from ntpgeom.theory.svm.admm import ANDERSON_MEMORY, solve_admm
+from ntpgeom.theory.svm.cvx import solve_cvx
+from ntpgeom.train.config import TrainConfig
+
+SCHEMAS = ROOT / "schemas"
+SECTIONS = {"table": TableConfig, "svm": SvmConfig, "geometry": GeometryConfig}
+# Keys of the `train` section that list one value per run (the run's TrainConfig takes one).
+PER_RUN = {"models": "model", "d": "d", "seeds": "seed", "ridge": "ridge",
+           "init_scale": "init_scale"}
+# TrainConfig fields the `train` section does not set (the run's own, or runtime knobs).
+TRAIN_ONLY = {"model", "seed", "threads", "dtype"}
+
+
+def _keyword_defaults(func) -> dict:
+    return {name: p.default for name, p in inspect.signature(func).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+# ---------------------------------------------------------------------------------------------
+# schema defaults == dataclass defaults, key by key
+
+@pytest.mark.parametrize("section", sorted(SECTIONS))
+def test_schema_defaults_are_the_dataclass_defaults(section):
+    schema = schema_defaults(SCHEMAS / f"{section}.schema.yaml")
+    assert schema == dataclass_defaults(SECTIONS[section])
+    # And with the same types (an int 4 and a float 4.0 compare equal but are stored apart).
+    def types(tree):
+        return {k: types(v) if isinstance(v, dict) else type(v) for k, v in tree.items()}
+    assert types(schema) == types(dataclass_defaults(SECTIONS[section]))
+
+
+def test_train_schema_defaults_are_train_config_defaults():
+    schema = schema_defaults(SCHEMAS / "train.schema.yaml")
+    defaults = dataclass_defaults(TrainConfig)
+    shared = set(schema) - set(PER_RUN)
+    assert shared | TRAIN_ONLY | {"d", "ridge", "init_scale"} == set(defaults)  # all checked
+    for key in shared:
+        assert schema[key] == defaults[key], key
+    # One run per listed value: the default lists hold the dataclass's one value.
+    assert schema["d"] == [defaults["d"]] and schema["ridge"] == [defaults["ridge"]]
+    assert schema["init_scale"] == [defaults["init_scale"]]
+    assert schema["seeds"] == [defaults["seed"]]
+    assert defaults["model"] == schema["models"][0]
+
+
+def test_a_validated_section_round_trips_through_its_dataclass():
+    """The store's provenance records to_dict(): the section it was built from, unchanged."""
+    for section, cls in SECTIONS.items():
+        given = validate({}, SCHEMAS / f"{section}.schema.yaml")
+        assert cls.from_dict(given).to_dict() == given
+    table = validate({"top_m": 7, "tokenizer": {"kind": "word"}}, SCHEMAS / "table.schema.yaml")
+    config = TableConfig.from_dict(table)
+    assert config.top_m == 7 and config.tokenizer == TokenizerConfig()
+
+
+def test_from_dict_builds_nested_sections_and_refuses_unknown_keys():
+    config = SvmConfig.from_dict({"solvers": ["admm"], "admm": {"anderson": 0}})
+    assert config.solvers == ("admm",) and config.admm.anderson == 0
+    assert config.admm.max_iter == 100_000 and config.scs == SvmConfig().scs  # the rest: defaults
+    with pytest.raises(UserError, match=r"^svm\.admm\.andersen: unknown key; did you mean "
+                                        r"`anderson`\?"):
+        SvmConfig.from_dict({"admm": {"andersen": 3}})
+    with pytest.raises(UserError, match=r"^table\.top_mm: unknown key; did you mean `top_m`\?"):
+        TableConfig.from_dict({"top_mm": 3})
+    with pytest.raises(UserError, match=r"^geometry\.knn: unknown key"):
+        GeometryConfig.from_dict({"knn": 3})
+    with pytest.raises(UserError, match=r"^svm\.scs: 3 is not a mapping"):
+        from_section(SvmConfig, {"scs": 3}, "svm")
+
+
+def test_solve_options_per_solver_come_from_the_section():
+    config = SvmConfig.from_dict({"gap_tol": 1e-6, "scs": {"max_iters": 7},
+                                  "mosek": {"eps": 1e-5}})
+    assert config.solve_options("admm") == {
+        "solver": "admm", "gap_tol": 1e-6, "time_limit": None, "rank_rtol": 1e-6,
+        "device": "auto", "residual_tol": 1e-7, "max_iter": 100_000, "check_every": 10,
+        "anderson": 8, "float32_until": None}
+    assert config.solve_options("auto")["max_iters"] == 7  # auto takes scs's options
+    assert config.solve_options("mosek")["eps"] == 1e-5
+    assert set(config.solve_options("closed_form")) == {"solver", "gap_tol", "time_limit",
+                                                        "rank_rtol"}
+    assert solve_options(config.to_dict(), "scs") == config.solve_options("scs")
+
+
+# ---------------------------------------------------------------------------------------------
+# package functions' keyword defaults == the dataclasses'
+
+def test_solver_keyword_defaults_are_the_section_defaults():
+    svm, admm, scs = SvmConfig(), SvmConfig().admm, SvmConfig().scs
+    assert ANDERSON_MEMORY == admm.anderson
+    expected = {"solver": svm.solvers[0], "gap_tol": svm.gap_tol, "time_limit": svm.time_limit,
+                "rank_rtol": svm.rank_rtol,
+                "device": admm.device, "residual_tol": admm.residual_tol,
+                "max_iter": admm.max_iter, "check_every": admm.check_every,
+                "anderson": admm.anderson, "float32_until": admm.float32_until,
+                "eps": scs.eps, "max_iters": scs.max_iters,
+                "memory_limit_mb": scs.memory_limit_mb}
+    got = _keyword_defaults(solve)
+    assert {k: got[k] for k in expected} == expected
+    admm_defaults = _keyword_defaults(solve_admm)
+    for key in ("device", "residual_tol", "max_iter", "check_every", "float32_until",
+                "gap_tol", "time_limit"):
+        assert admm_defaults[key] == expected[key], key
+    cvx_defaults = _keyword_defaults(solve_cvx)
+    for key in ("eps", "max_iters", "memory_limit_mb"):
+        assert cvx_defaults[key] == expected[key], key
+
+
+def test_geometry_keyword_defaults_are_the_section_defaults():
+    got = _keyword_defaults(run_geometry)
+    assert {k: got[k] for k in ("knn_k", "rank_rtol")} == dataclass_defaults(GeometryConfig)
+    assert _keyword_defaults(geometry_store)["options"] is None  # None = GeometryConfig()
+
+
+def test_table_functions_take_the_dataclass_or_a_partial_mapping(tmp_path):
+    import json
+
+    from ntpgeom.store import open_store
+
+    dataset = {"source": "synthetic", "synthetic": {"kind": "grammar", "n_sentences": 300}}
+    a = make_table(dataset, {"top_m": 5}, progress=False)
+    b = make_table(dataset, TableConfig(top_m=5), progress=False)
+    assert a.m == 5 and a.contexts == b.contexts and (a.prob == b.prob).all()
+    assert make_table(dataset, {}, progress=False).m == 16  # top_m None (the default): all 16
+    build_table(dataset, {"top_m": 5}, out=tmp_path / "t.zarr", progress=False)
+    recorded = json.loads(open_store(tmp_path / "t.zarr").attrs["config"])["table"]
+    assert recorded == TableConfig(top_m=5).to_dict()  # every key, as used
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI defaults == the dataclasses'
+
+def _parsed(*argv):
+    return vars(make_parser().parse_args(list(argv)))
+
+
+def test_table_cli_defaults_are_table_config_defaults():
+    args = _parsed("table", "corpus.txt", "--out", "t.zarr")
+    default = TableConfig()
+    for name in dataclass_defaults(TableConfig):
+        if name != "tokenizer":
+            assert args[name] == getattr(default, name), name
+    assert (args["tokenizer"], args["tokenizer_path"]) == (default.tokenizer.kind,
+                                                          default.tokenizer.path)
+
+
+def test_solve_cli_defaults_are_svm_config_defaults():
+    args = _parsed("solve", "t.zarr", "--out", "s.zarr")
+    config = SvmConfig()
+    for key, value in config.solve_options("admm").items():
+        assert args[key] == value, key
+    assert args["solver"] == config.solvers[0]  # the first listed solver: admm
+    for key, value in config.solve_options("scs").items():
+        assert key == "solver" or args[key] == value, key
+
+
+def test_train_cli_covers_and_defaults_to_train_config():
+    args = _parsed("train", "t.zarr", "--out", "r.zarr")
+    defaults = dataclass_defaults(TrainConfig)
+    for name, value in defaults.items():
+        assert name in args, f"ntpgeom train has no --{name.replace('_', '-')}"
+        assert args[name] == value, name
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        make_parser().parse_args(["solve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 8)" in text and "(default: 1e-08)" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# every `--config` override the README documents
+
+def test_command_line_booleans_only_touch_boolean_words():
+    schema = SCHEMAS / "config.schema.yaml"
+    for word, value in (("false", False), ("False", False), ("TRUE", True), (True, True)):
+        assert command_line_booleans({"grid_batch_gpu": word}, schema)["grid_batch_gpu"] is value
+    config = command_line_booleans({"grid_batch_gpu": "flase"}, schema)
+    assert config["grid_batch_gpu"] == "flase"  # left for validate to refuse in one line
+    with pytest.raises(UserError, match="grid_batch_gpu: 'flase' is not of type boolean"):
+        validate({"datasets": {"k": {"source": "synthetic", "synthetic": {"kind": "ksubset"}}},
+                  **config}, schema)
+
+
+def test_every_documented_override_is_tested_here():
+    """The README's `--config key=value` overrides are the ones the dry runs below check."""
+    import re
+
+    text = (ROOT / "README.md").read_text() + (ROOT / "config" / "README.md").read_text()
+    documented = set(re.findall(r"--config ([A-Za-z_]+=[^`\s]+)", text))
+    assert documented == {"grid_batch_gpu=false"}
+
+
+@pytest.fixture(scope="module")
+def grid_workdir(tmp_path_factory):
+    """A working directory with the default config and a grid of two batched points."""
+    work = tmp_path_factory.mktemp("override")
+    shutil.copy(ROOT / "config.yaml", work)
+    (work / "grid.yaml").write_text(yaml.safe_dump({"grids": {"gbg": {
+        "axes": {"seed": [0, 1]}, "fixed": {"dataset": "ksubset", "epochs": 10,
+                                            "checkpoints": 3}, "batch": 2}}}))
+    return work
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("override, gpu", [
+    ((), 1), (("--config", "grid_batch_gpu=false"), 0), (("--config", "grid_batch_gpu=False"), 0),
+    (("--config", "grid_batch_gpu=true"), 1)])
+def test_grid_batch_gpu_override_dry_runs(grid_workdir, override, gpu):
+    res = run("snakemake", "--snakefile", ROOT / "Snakefile", "--directory", grid_workdir,
+              "-n", "--cores", "1", "--configfile", grid_workdir / "grid.yaml", *override, "--",
+              "results/grid/gbg.zarr", cwd=grid_workdir, timeout=120,
+              env={"PYTHONPATH": str(ROOT / "src")})
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    out = res.stdout + res.stderr
+    block = out[out.index("rule grid_batch:"):]  # the one batch of two points
+    resources = next(line for line in block.splitlines() if "resources:" in line)
+    assert f"gpu={gpu}" in resources, resources
+
+
+# ---------------------------------------------------------------------------------------------
+# grids and the linear study: their defaults live in the package (POINT_KEYS, linear_reference);
+# the schemas document the same values
+
+def test_grid_point_defaults_and_choices_are_the_schema_ones():
+    from ntpgeom.config import load_schema
+    from ntpgeom.studies.grid import POINT_DEFAULTS, POINT_KEYS, parse_grid
+
+    schema = load_schema(SCHEMAS / "grid.schema.yaml")
+    point = schema["$defs"]["point"]
+    # (Not schema_defaults: `dataset` documents null = the first dataset, not a string value.)
+    assert {k: v["default"] for k, v in point["properties"].items()} == POINT_DEFAULTS
+    for key, (_, allowed, _, _) in POINT_KEYS.items():
+        assert tuple(point["properties"][key].get("enum", ())) == (allowed or ()), key
+    assert schema["$defs"]["grid"]["properties"]["axes"]["propertyNames"]["enum"] == list(
+        POINT_KEYS)
+    grid = schema["$defs"]["grid"]["properties"]
+    spec = parse_grid("g", {"axes": {"seed": [0, 1]}}, datasets=["k"])
+    assert (spec.batch, spec.figure) == (grid["batch"]["default"], grid["figure"]["default"])
+
+
+def test_linear_reference_defaults_are_the_schema_ones():
+    from ntpgeom.studies.linear import linear_reference
+
+    schema = schema_defaults(SCHEMAS / "linear.schema.yaml")
+    got = _keyword_defaults(linear_reference)
+    for key in ("eps", "fista_tol", "fista_max_iter", "rank_rtol"):
+        assert got[key] == schema[key], key
+    assert list(got["solvers"]) == schema["solvers"]
+
+
+def test_sections_build_without_jsonschema():
+    """The GPU machine has no jsonschema (benchmarks/gpu_check.py): building the sections, and
+    every module that holds one, must not import it (ntpgeom.config imports it to validate only)."""
+    import subprocess
+    import sys
+
+    code = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("jsonschema", "snakemake", "cvxpy"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, Block())
+from ntpgeom.data.build import TableConfig
+from ntpgeom.metrics.geometry import GeometryConfig
+from ntpgeom.theory.svm import SvmConfig
+from ntpgeom.theory.svm.admm import solve_admm
+print(SvmConfig.from_dict({"admm": {"anderson": 3}}).solve_options("admm")["anderson"],
+      TableConfig.from_dict({"top_m": 4}).top_m, GeometryConfig().knn_k)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(ROOT / "src")}, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["3", "4", "5"]
