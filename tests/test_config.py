@@ -62,7 +62,7 @@ def test_bad_enum_value_names_the_value_and_the_choices():
     message = _message({"datasets": {"g": {"source": "synthetic",
                                            "synthetic": {"kind": "grammer"}}}})
     assert message == ("datasets.g.synthetic.kind: 'grammer' is not allowed; did you mean "
-                       "`grammar`? allowed: grammar, ksubset, random, hierarchy")
+                       "`grammar`? allowed: grammar, ksubset, random, attributes, hierarchy")
 
 
 def test_missing_required_key_of_a_source():

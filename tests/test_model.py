@@ -117,3 +117,19 @@ def test_transformer_reads_word_order():
     model.context_ids.copy_(torch.tensor([[1, 2, 3], [2, 1, 3]]))
     h = model.features()
     assert not torch.allclose(h[0], h[1], atol=1e-4)
+
+
+def test_layer_states_are_the_last_position_after_each_block_and_the_norm():
+    model = _transformer(n_layers=3).double()
+    states = model.layer_states()
+    assert states.shape == (5, 5, 24)
+    assert model.layer_names == ["embed", "block1", "block2", "block3", "norm"]
+    x = model.tok_embeddings(model.context_ids)
+    torch.testing.assert_close(states[0], x[:, -1], rtol=0, atol=0)
+    for i, layer in enumerate(model.layers):
+        x = layer(x)
+        torch.testing.assert_close(states[i + 1], x[:, -1], rtol=0, atol=0)
+    # The last entry is the context embedding itself, bit for bit.
+    torch.testing.assert_close(states[-1], model.features(), rtol=0, atol=0)
+    torch.testing.assert_close(model.layer_states(torch.tensor([3, 1]))[:, 0], states[:, 3],
+                               rtol=0, atol=0)

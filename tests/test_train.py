@@ -159,7 +159,7 @@ def test_cpu_rerun_is_bit_identical(table, model):
 
 def _assert_same_trajectory(a: Trajectory, b: Trajectory) -> None:
     assert a.step == b.step and a.trace_step == b.trace_step
-    for name in ("metrics", "W", "H", "trace"):
+    for name in ("metrics", "W", "H", "H_layer", "trace"):
         for x, y in zip(getattr(a, name), getattr(b, name), strict=True):
             assert np.array_equal(x, y), name
 

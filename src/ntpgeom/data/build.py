@@ -78,13 +78,15 @@ def make_table(dataset: dict[str, Any], table: TableConfig | Mapping[str, Any], 
                 spec.get("V", 10), spec.get("m", 50), seed=spec.get("seed", 0),
                 zipf_a=spec.get("zipf_a", 0.0), support_size=spec.get("support_size"),
                 max_support=spec.get("max_support", 6), n=spec.get("n"))
+        if kind == "attributes":
+            return synthetic.attribute_table(spec.get("attribute_sizes", [4, 4]))
         if kind == "hierarchy":
             return synthetic.hierarchy_table(
                 spec.get("depth", 3), spec.get("branching", 2), spec.get("counts", "balanced"),
                 zipf_a=spec.get("zipf_a", 1.0), seed=spec.get("seed", 0))
         if kind != "grammar":
             raise UserError(f"synthetic.kind: unknown generator {kind!r}; choose grammar, "
-                            "ksubset, random or hierarchy")
+                            "ksubset, random, attributes or hierarchy")
         grammar = {k: v for k, v in spec.items() if k in
                    ("n_contexts", "support_size", "n_words", "n_sentences", "seed", "groups",
                     "group_size")}

@@ -9,6 +9,11 @@
 - :func:`random_table`: random supports with Zipf-like token popularity (the baselines'
   ``rVxm`` problems, ``../shared/reference/problems.py``), for tests and benchmarks; with a fixed
   support size and n pairs, the NeurIPS paper's linear-model data (App. A).
+- :func:`attribute_table`: the one-hot regime (``docs/semantics.md`` §6): every combination of
+  latent attributes (colour × shape …) is a context made of its attribute tokens, with a next
+  token of its own, so k = 1, S = I and L^mm = S̄ = I − 11ᵀ/m, whose context geometry is the
+  simplex ETF (``docs/paper.md`` §1.7); the attributes are kept as the table's
+  ``context_label``.
 - :func:`hierarchy_table`: words are the leaves of a balanced tree, one context per node whose
   support is the leaves below it (``docs/semantics.md`` §4.2–4.3, the Saxe-style items ×
   properties data); the table carries each word's ancestors as ground truth (``token_label``).
@@ -192,6 +197,42 @@ def random_table(V: int, m: int, max_support: int = 6, seed: int = 0,  # noqa: N
         f",S={support_size}" if support_size else "") + (f",n={n})" if n else ")")
     return Table.from_pairs(contexts, ctx_index=np.array(ctx), next_tokens=names,
                             next_index=np.array(nxt), counts=counts, source=source)
+
+
+#: The attributes of :func:`attribute_table`, in order, with the words of their values.
+ATTRIBUTES: list[tuple[str, list[str]]] = [
+    ("colour", ["red", "blue", "green", "yellow", "purple", "orange", "black", "white"]),
+    ("shape", ["circle", "square", "triangle", "star", "heart", "diamond", "cross", "moon"]),
+    ("size", ["small", "large", "tiny", "huge", "short", "tall", "thin", "wide"]),
+    ("texture", ["smooth", "rough", "soft", "hard", "shiny", "dull", "furry", "wet"]),
+]
+
+
+def attribute_table(attribute_sizes: list[int] | tuple[int, ...] = (4, 4)) -> Table:
+    """Every combination of attribute values as a context, each with its own single next token.
+
+    ``attribute_sizes[a]`` values of attribute a (colour, shape, size, texture: at most
+    ``len(ATTRIBUTES)`` attributes of at most 8 values). Context j is the tuple of its value
+    words (``"red circle"``): contexts that share a value share an input token, which is the only
+    thing that can make their embeddings alike. Its next token is ``obj{j}`` (zero-padded, so the
+    token order is the context order and S = I), seen once: one-hot and balanced, m = V = Π sizes,
+    entropy 0. ``context_label[j, a]`` is the value index of attribute a in context j.
+    """
+    sizes = [int(s) for s in attribute_sizes]
+    if not 1 <= len(sizes) <= len(ATTRIBUTES) or any(
+            not 2 <= s <= len(ATTRIBUTES[a][1]) for a, s in enumerate(sizes)):
+        raise UserError(f"synthetic.attribute_sizes: need 1 to {len(ATTRIBUTES)} attributes of 2 "
+                        f"to 8 values each; got {sizes}")
+    labels = np.array(list(itertools.product(*(range(s) for s in sizes))), dtype=np.int64)
+    m = len(labels)
+    contexts = [tuple(ATTRIBUTES[a][1][v] for a, v in enumerate(row)) for row in labels]
+    width = len(str(m - 1))
+    names = [f"obj{j:0{width}d}" for j in range(m)]
+    return Table.from_pairs(contexts, ctx_index=np.arange(m), next_tokens=names,
+                            next_index=np.arange(m), counts=np.ones(m, dtype=np.int64),
+                            source=f"synthetic:attributes(sizes={sizes})",
+                            attrs={"closed_form": "S_bar"}, context_label=labels,
+                            attributes=[ATTRIBUTES[a][0] for a in range(len(sizes))])
 
 
 #: The toy of ``docs/semantics.md`` §4.3 (depth 3, branching 2): leaf words and internal nodes in

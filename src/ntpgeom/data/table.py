@@ -41,6 +41,11 @@ class Table:
         Where the table came from (e.g. ``text:/path``, ``synthetic:grammar``).
     attrs : dict
         Further provenance carried into the store.
+    context_label : ndarray of int64, shape (m, n_attributes), or None
+        Ground-truth latent attributes of each context (the value index of each attribute, e.g.
+        of the attribute toy of ``docs/semantics.md`` §6), when the data has them.
+    attributes : list of str
+        The names of ``context_label``'s columns (empty without labels).
     token_label : ndarray of int64, shape (V, levels), optional
         Ground-truth classes of the next tokens where the data has them (the hierarchy's
         ancestors, ``synthetic.hierarchy_table``): ``token_label[z, l]`` is token z's class at
@@ -56,6 +61,8 @@ class Table:
     pair_count: np.ndarray
     source: str = ""
     attrs: dict[str, Any] = field(default_factory=dict)
+    context_label: np.ndarray | None = None
+    attributes: list[str] = field(default_factory=list)
     token_label: np.ndarray | None = None
 
     def __post_init__(self) -> None:
@@ -71,6 +78,9 @@ class Table:
             raise ValueError("context_ids must have one row per context")
         if m and (self.pair_count <= 0).any():
             raise ValueError("pair counts must be positive")
+        if self.context_label is not None and self.context_label.shape != (m, len(
+                self.attributes)):
+            raise ValueError("context_label must be (m, len(attributes))")
 
     # -- sizes ---------------------------------------------------------------------------------
     @property
@@ -156,12 +166,15 @@ class Table:
                    None = None, next_index: np.ndarray | None = None,
                    counts: np.ndarray | None = None, source: str = "",
                    attrs: dict[str, Any] | None = None,
+                   context_label: np.ndarray | None = None,
+                   attributes: list[str] | None = None,
                    token_label: np.ndarray | None = None) -> Table:
         """Build a table from token-tuple contexts and (context, next token, count) triples.
 
         Either ``pairs`` ({context index: {next token: count}}) or the three arrays
         ``ctx_index``, ``next_index`` (into ``next_tokens``) and ``counts``. Tokens are ordered
         by string, contexts keep their given order; duplicate triples are summed.
+        ``context_label`` (m, len(``attributes``)) are the contexts' latent attributes, if any.
         ``token_label`` (one row per entry of ``next_tokens``, array form only) follows the
         tokens into their sorted order.
         """
@@ -196,6 +209,9 @@ class Table:
                    input_tokens=input_tokens, context_ids=context_ids.reshape(m, k),
                    indptr=indptr, indices=ukey % max(len(tokens), 1), pair_count=cnt,
                    source=source, attrs=dict(attrs or {}),
+                   context_label=None if context_label is None else
+                   np.asarray(context_label, dtype=np.int64),
+                   attributes=list(attributes or []),
                    token_label=(None if token_label is None else
                                 np.asarray(token_label, dtype=np.int64)[order]))
 
@@ -230,6 +246,11 @@ class Table:
                 "input_token": ("input_token", np.array(self.input_tokens, dtype=obj)),
             },
         )
+        if self.context_label is not None:
+            ds["context_label"] = (("context", "attribute"), self.context_label,
+                                   {"long_name": "value index of each latent attribute",
+                                    "units": "1"})
+            ds = ds.assign_coords(attribute=("attribute", np.array(self.attributes, dtype=obj)))
         if self.token_label is not None:
             ds["token_label"] = (("token", "level"), self.token_label,
                                  {"long_name": "ground-truth class of the token at each level "
@@ -254,6 +275,10 @@ class Table:
                    pair_count=np.asarray(ds["pair_count"].values, dtype=np.int64),
                    source=str(ds.attrs.get("source", "")),
                    attrs={k: v for k, v in ds.attrs.items() if k not in keys},
+                   context_label=np.asarray(ds["context_label"].values, dtype=np.int64)
+                   if "context_label" in ds else None,
+                   attributes=[str(a) for a in ds["attribute"].values]
+                   if "context_label" in ds else [],
                    token_label=(np.asarray(ds["token_label"].values, dtype=np.int64)
                                 if "token_label" in ds.variables else None))
 
@@ -271,6 +296,10 @@ TABLE_VARIABLES: dict[str, tuple[tuple[str, ...], str]] = {
     "indices": (("nnz",), "i"), "prob": (("nnz",), "f"), "pair_count": (("nnz",), "i"),
     "context_ids": (("context", "position"), "i"), "context": (("context",), "s"),
     "token": (("token",), "s"), "input_token": (("input_token",), "s"),
+}
+#: Optional variables of the table store: checked like the contract's when present.
+OPTIONAL_TABLE_VARIABLES: dict[str, tuple[tuple[str, ...], str]] = {
+    "context_label": (("context", "attribute"), "i"), "attribute": (("attribute",), "s"),
 }
 #: Relative tolerance of the stored π and P against the counts they were computed from, and of
 #: their sums to 1: float64 division and summation of up to ~10⁷ terms stay far below it.
@@ -302,7 +331,9 @@ def validate_dataset(ds, where: str | Path) -> None:
     def bad(name: str, why: str) -> UserError:
         return UserError(f"{where}: variable {name} {why}; not a valid table store: rebuild it")
 
-    for name, (dims, kind) in TABLE_VARIABLES.items():
+    optional = {k: v for k, v in OPTIONAL_TABLE_VARIABLES.items()
+                if "context_label" in ds.variables}
+    for name, (dims, kind) in {**TABLE_VARIABLES, **optional}.items():
         if name not in ds.variables:
             raise bad(name, "is missing")
         var = ds[name]
@@ -348,8 +379,12 @@ def validate_dataset(ds, where: str | Path) -> None:
         raise bad("context_ids", f"has ids outside the {len(v['input_token'])} input tokens")
     if m and ids.shape[1] and len(np.unique(ids, axis=0)) != m:
         raise bad("context_ids", "has two equal contexts")
-    for name in ("context", "token", "input_token"):
-        labels = [str(x) for x in v[name]]
+    if optional:
+        label = np.asarray(ds["context_label"].values)
+        if label.size and label.min() < 0:
+            raise bad("context_label", "has negative value indices")
+    for name in ("context", "token", "input_token", *(["attribute"] if optional else [])):
+        labels = [str(x) for x in v.get(name, ds[name].values)]
         if any(not x for x in labels):
             raise bad(name, "has empty labels")
         if name != "context" and len(set(labels)) != len(labels):

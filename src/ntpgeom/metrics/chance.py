@@ -90,3 +90,22 @@ def chance_variables(metric_for: Callable[[str], Callable[..., Mapping[str, floa
         out[f"{name}_chance_std"] = np.array([lv.get(name, (np.nan, np.nan))[1]
                                               for lv in levels])
     return out
+
+
+def onehot_chance(labels: np.ndarray, d: int, *, draws: int = CHANCE_DRAWS,
+                  seed: int = CHANCE_SEED) -> dict[str, float]:
+    """``attribute_gap`` and ``etf_distance`` (:mod:`ntpgeom.metrics.core`) of random Gaussian
+    context embeddings H (d × m, m = len(labels)): ``<name>_chance`` and ``<name>_chance_std``.
+
+    The band within which a gap is initialization noise (semantics.md check 16). For i.i.d.
+    isotropic columns the pairwise cosines are uncorrelated with variance 1/d (flipping h_j flips
+    cos(h_i, h_j) alone), so the gap's σ is √((1/n_share + 1/n_none)/d): the test's closed form.
+    """
+    from ntpgeom.metrics.core import attribute_gap, etf_distance
+
+    m = len(labels)
+    levels = chance_levels(lambda L, W, H: {"attribute_gap": attribute_gap(H, labels),
+                                            "etf_distance": etf_distance(H)},
+                           1, d, m, draws=draws, seed=seed)
+    return {f"{name}{suffix}": value for name, (mean, std) in levels.items()
+            for suffix, value in (("_chance", mean), ("_chance_std", std))}

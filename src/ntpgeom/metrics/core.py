@@ -345,6 +345,60 @@ def group_cosines(H: np.ndarray, S: np.ndarray) -> tuple[float, float]:
             float(np.concatenate(across).mean()) if across else float("nan"))
 
 
+# -- the one-hot regime (semantics.md §6, "Structure Before Collapse") --------------------------
+def shares_attribute(labels: np.ndarray) -> np.ndarray:
+    """(m, m) bool: contexts i and j share at least one latent attribute value.
+
+    ``labels`` is a table's ``context_label`` (m × n_attributes, value indices); the diagonal is
+    True (a context shares everything with itself), callers take i ≠ j.
+    """
+    labels = np.asarray(labels)
+    return (labels[:, None, :] == labels[None, :, :]).any(axis=-1)
+
+
+def attribute_gap(H: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cos(h_i, h_j) over pairs i ≠ j sharing ≥ 1 attribute minus the mean over pairs
+    sharing none (semantics.md §6.3 check 15).
+
+    H is d × m (contexts are columns). Positive = contexts cluster by their latent attributes; the
+    simplex ETF (every pairwise cosine −1/(m − 1)) gives 0. NaN when either set of pairs is empty.
+    """
+    C = cosine_matrix(np.asarray(H, dtype=float).T)
+    share = shares_attribute(labels)
+    upper = np.triu(np.ones_like(share), k=1)
+    with_, without = C[share & upper], C[~share & upper]
+    if not with_.size or not without.size:
+        return float("nan")
+    return float(with_.mean() - without.mean())
+
+
+def etf_distance(H: np.ndarray) -> float:
+    """‖G/‖G‖_F − E/‖E‖_F‖_F with G = H̃ᵀH̃ the Gram of the contexts centred over contexts and
+    E = I − 11ᵀ/m the simplex ETF's Gram (semantics.md §6.3 check 17; paper §1.7, k = 1).
+
+    0 exactly when the centred context embeddings form a simplex ETF (equal norms, every pairwise
+    cosine −1/(m − 1)), whatever their common mean; NaN when all contexts coincide (G = 0).
+    """
+    H = np.asarray(H, dtype=float)
+    Hc = H - H.mean(axis=1, keepdims=True)
+    G = Hc.T @ Hc
+    m = H.shape[1]
+    if m < 2 or not np.linalg.norm(G) > 0:
+        return float("nan")
+    return reldir(G, np.eye(m) - 1.0 / m)
+
+
+def compare_contexts(H: np.ndarray, target: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """The context-side comparisons of :func:`compare` that every transformer layer gets:
+    ``dist_gram_H`` (Hᵀ H vs H_Tᵀ H_T; NaN for a target without ``L``, the raw support) and
+    ``corr_cos_H`` (structural correlation of the cosine matrices). H is d × m."""
+    H = np.asarray(H, dtype=float)
+    gram = reldir(H.T @ H, target["H"].T @ target["H"]) if target.get("L") is not None \
+        else float("nan")
+    return {"dist_gram_H": gram, "corr_cos_H": structural_correlation(
+        cosine_matrix(H.T), cosine_matrix(np.asarray(target["H"], dtype=float).T))}
+
+
 # -- one checkpoint against one prediction ------------------------------------------------------
 def compare(L: np.ndarray, W: np.ndarray, H: np.ndarray, target: Mapping[str, np.ndarray], *,
             S: np.ndarray, knn_k: int = 5) -> dict[str, float]:
@@ -376,12 +430,12 @@ def compare(L: np.ndarray, W: np.ndarray, H: np.ndarray, target: Mapping[str, np
         out["dist_L"] = reldir(L, T)
         out["dist_L_perp"] = reldir(project_F_perp(L, S), T)
         out["dist_gram_W"] = reldir(W @ W.T, target["W"] @ target["W"].T)
-        out["dist_gram_H"] = reldir(H.T @ H, target["H"].T @ target["H"])
     else:
-        for key in ("dist_L", "dist_L_perp", "dist_gram_W", "dist_gram_H"):
+        for key in ("dist_L", "dist_L_perp", "dist_gram_W"):
             out[key] = float("nan")
+    out["corr_cos_W"] = structural_correlation(cosine_matrix(W), cosine_matrix(target["W"]))
+    out.update(compare_contexts(H, target))  # dist_gram_H, corr_cos_H: shared with every layer's
     for name, mine, theirs in (("W", W, target["W"]), ("H", H.T, target["H"].T)):
-        out[f"corr_cos_{name}"] = structural_correlation(cosine_matrix(mine), cosine_matrix(theirs))
         out[f"cka_{name}"] = linear_cka(mine, theirs)
         out[f"rsa_{name}"] = rsa(mine, theirs)
         out[f"knn_{name}"] = knn_overlap(mine, theirs, knn_k)

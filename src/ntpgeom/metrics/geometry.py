@@ -22,11 +22,14 @@ import xarray as xr
 from ntpgeom.config import from_section, to_section
 from ntpgeom.data.table import load
 from ntpgeom.errors import UserError
-from ntpgeom.metrics.chance import CHANCE_DRAWS, CHANCE_SEED, chance_variables
+from ntpgeom.metrics.chance import CHANCE_DRAWS, CHANCE_SEED, chance_variables, onehot_chance
 from ntpgeom.metrics.core import (
     COMPARE_METRICS,
+    attribute_gap,
     compare,
+    compare_contexts,
     effective_rank,
+    etf_distance,
     group_cosines,
     logit_metrics,
     numerical_rank,
@@ -108,7 +111,11 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *,
         Dims ``step`` (the run's checkpoints), ``target`` (solver names, ``S_bar``, ``S``) and
         ``sv`` (singular-value index); per-step metrics on ``step``, comparisons on
         (``step``, ``target``), the targets' own numbers on ``target``; the run's dense
-        ``trace_*`` series are carried over on ``trace_step``.
+        ``trace_*`` series are carried over on ``trace_step``. A table with latent attributes
+        (``context_label``, the one-hot regime) adds ``attribute_gap`` and ``etf_distance`` on
+        ``step`` and their chance levels (scalars). A transformer run with ``H_layer`` (step,
+        layer, dim, context) adds the context-side comparisons at every depth on (``step``,
+        ``layer``, ``target``), see :func:`layer_metrics`.
     """
     train = train.transpose("step", "token", "dim", "context", ...)
     tokens = [str(t) for t in train["token"].values]
@@ -129,6 +136,9 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *,
         "ce_minus_entropy", "norm_W", "norm_H", "norm_L", "nuclear_norm_L", "rank_L",
         "effective_rank_L", "in_support_error", "relative_offset", "twonn_W", "twonn_H",
         "collapse_H", "cos_within_groups_H", "cos_across_groups_H")}
+    labels = table.context_label
+    if labels is not None:
+        per_step.update(attribute_gap=[], etf_distance=[])
     spectra = np.zeros((len(steps), n_sv))
     comparisons = {k: np.full((len(steps), len(names)), np.nan) for k in COMPARE_METRICS}
     for i in range(len(steps)):
@@ -150,6 +160,9 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *,
         within, across = group_cosines(H, S)
         per_step["cos_within_groups_H"].append(within)
         per_step["cos_across_groups_H"].append(across)
+        if labels is not None:
+            per_step["attribute_gap"].append(attribute_gap(H, labels))
+            per_step["etf_distance"].append(etf_distance(H))
         for t, name in enumerate(names):
             for key, value in compare(L, W, H, targets[name], S=S, knn_k=knn_k).items():
                 comparisons[key][i, t] = value
@@ -174,6 +187,7 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *,
         within, across = group_cosines(tgt["H"], S)
         target_numbers["target_cos_within_groups_H"].append(within)
         target_numbers["target_cos_across_groups_H"].append(across)
+    layers = layer_metrics(train, targets, names, labels)
     # Chance levels depend on the shapes and the target only: once per target, not per step.
     chance = chance_variables(
         lambda name: lambda L, W, H: compare(L, W, H, targets[name], S=S, knn_k=knn_k),
@@ -185,6 +199,9 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *,
     data.update({k: ("target", np.asarray(v, dtype=float)) for k, v in target_numbers.items()})
     data["target_singular_values"] = (("target", "sv"), target_sv)
     data.update({k: ("target", v) for k, v in chance.items()})
+    if labels is not None:
+        data.update({k: ((), v) for k, v in onehot_chance(labels, int(train.sizes["dim"])).items()})
+    data.update(layers)
     for name in train.data_vars:
         if str(name).startswith("trace_"):
             data[str(name)] = ("trace_step", train[name].values)
@@ -192,6 +209,8 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *,
                               "sv": np.arange(n_sv)}
     if "trace_step" in train.coords:
         coords["trace_step"] = train["trace_step"].values
+    if layers:
+        coords["layer"] = np.array([str(x) for x in train["layer"].values], dtype=object)
     ds = xr.Dataset(data, coords=coords)
     describe(ds)
     ds.attrs = {"model": str(train.attrs.get("model", "")), "entropy": entropy,
@@ -205,6 +224,38 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *,
     return ds
 
 
+
+
+def layer_metrics(train, targets: Mapping[str, Mapping[str, np.ndarray]], names: list[str],
+                  labels: np.ndarray | None) -> dict[str, Any]:
+    """The H-side metrics at every transformer layer: ``dist_gram_H_layer`` and
+    ``corr_cos_H_layer`` on (step, layer, target) (:func:`~ntpgeom.metrics.core.compare_contexts`,
+    the same function as the last layer's ``dist_gram_H``/``corr_cos_H``), and with latent
+    attributes ``attribute_gap_layer``/``etf_distance_layer`` on (step, layer).
+
+    Empty for a run without ``H_layer`` (the UFM, older stores). Every layer has the width d of
+    H, so the chance levels are the final layer's (``corr_cos_H_chance`` …).
+    """
+    if "H_layer" not in train:
+        return {}
+    HL = train["H_layer"].transpose("step", "layer", "dim", "context").values
+    n_steps, n_layers = HL.shape[:2]
+    out = {k: np.full((n_steps, n_layers, len(names)), np.nan)
+           for k in ("dist_gram_H_layer", "corr_cos_H_layer")}
+    onehot = {k: np.full((n_steps, n_layers), np.nan)
+              for k in ("attribute_gap_layer", "etf_distance_layer")} if labels is not None else {}
+    for i in range(n_steps):
+        for j in range(n_layers):
+            H = HL[i, j].astype(float)                  # (d, m)
+            for t, name in enumerate(names):
+                for key, value in compare_contexts(H, targets[name]).items():
+                    out[f"{key}_layer"][i, j, t] = value
+            if onehot:
+                onehot["attribute_gap_layer"][i, j] = attribute_gap(H, labels)
+                onehot["etf_distance_layer"][i, j] = etf_distance(H)
+    data: dict[str, Any] = {k: (("step", "layer", "target"), v) for k, v in out.items()}
+    data.update({k: (("step", "layer"), v) for k, v in onehot.items()})
+    return data
 
 
 def geometry_store(*, train: str, table: str, reference: str, svm: Sequence[str] | str,

@@ -33,6 +33,16 @@ VOCABULARY: dict[str, tuple[str, str]] = {
     "collapse_H": ("spread of H_k directions within identical supports / total", "1"),
     "cos_within_groups_H": ("mean cos(h_i, h_j) within blocks of identical support", "1"),
     "cos_across_groups_H": ("mean cos(h_i, h_j) across blocks of identical support", "1"),
+    "attribute_gap": ("mean cos(h_i, h_j) over pairs sharing a latent attribute minus over pairs "
+                      "sharing none (tables with context_label)", "1"),
+    "etf_distance": ("‖G/‖G‖_F − E/‖E‖_F‖_F, G the context Gram centred over contexts, "
+                     "E = I − 11ᵀ/m the simplex ETF's", "1"),
+    "attribute_gap_chance": ("mean over random Gaussian H of: attribute_gap", "1"),
+    "attribute_gap_chance_std": ("standard deviation over random Gaussian H of: attribute_gap",
+                                 "1"),
+    "etf_distance_chance": ("mean over random Gaussian H of: etf_distance", "1"),
+    "etf_distance_chance_std": ("standard deviation over random Gaussian H of: etf_distance",
+                                "1"),
     # -- per step and target --------------------------------------------------------------------
     "dist_L": ("‖L_k/‖L_k‖ − T/‖T‖‖_F", "1"),
     "dist_L_perp": ("‖P_F⊥(L_k)/‖·‖ − T/‖T‖‖_F", "1"),
@@ -53,6 +63,15 @@ VOCABULARY: dict[str, tuple[str, str]] = {
                            "diagonal", "1"),
     "corr_cos_H_offdiag": ("structural correlation of cos(H_k) with the target's, off the "
                            "diagonal", "1"),
+    # -- per step, transformer layer (and target) -------------------------------------------------
+    "dist_gram_H_layer": ("dist_gram_H of the last position's representation after each layer "
+                          "(chance: dist_gram_H_chance)", "1"),
+    "corr_cos_H_layer": ("corr_cos_H of the last position's representation after each layer "
+                         "(chance: corr_cos_H_chance)", "1"),
+    "attribute_gap_layer": ("attribute_gap of the last position's representation after each "
+                            "layer", "1"),
+    "etf_distance_layer": ("etf_distance of the last position's representation after each layer",
+                           "1"),
     # -- per target -----------------------------------------------------------------------------
     "target_nuclear_norm": ("‖T‖_* of the target", "logit units"),
     "target_rank": ("rank of the target (σ > rank_rtol · σ_1)", "1"),

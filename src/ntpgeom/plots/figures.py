@@ -293,7 +293,12 @@ def in_support(runs: Sequence[Run]) -> Any:
         axes[0, 1].plot(x, g["relative_offset"].values, color=r.color, marker=".")
     for ax in axes[0]:
         _step_axis(ax)
-    axes[0, 0].set_yscale("log")
+    if any((r.geometry["in_support_error"].values > 0).any() for r in runs):
+        axes[0, 0].set_yscale("log")
+    else:  # one-hot tables: every support has one token, so P_F(L) = L* = 0 at every step
+        axes[0, 0].text(0.5, 0.5, "‖P_F(L_k) − L*‖_F = 0 at every step:\nevery support has a "
+                        "single token (k = 1)", transform=axes[0, 0].transAxes, ha="center",
+                        va="center", fontsize=9, color="grey")
     axes[0, 0].set_ylabel("‖P_F(L_k) − L*‖_F  (logit units)")
     axes[0, 0].set_title("F3  In-support part converges to L*")
     axes[0, 1].set_ylabel("‖L_k − L*‖_F / ‖L_k‖_F  (ratio)")
@@ -637,6 +642,98 @@ def intrinsic(bundle: Bundle) -> Any:
     return fig
 
 
+def _placeholder(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9,
+            color="grey")
+    ax.set_axis_off()
+
+
+def _depth_colors(n: int) -> list:
+    """Light (embedding) to dark (final norm): depth reads as shade."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
+    return [cmap(0.9 * (1 - i / max(n - 1, 1))) for i in range(n)]
+
+
+def layers(bundle: Bundle) -> Any:
+    """Geometry at every transformer layer: at which depth the context geometry approaches H^mm.
+
+    One row per transformer run: the Gram distance ``dist_gram_H_layer`` and the structural
+    correlation ``corr_cos_H_layer`` of the last position's representation after the token
+    embedding, each block and the final norm with L^mm's context factors, over training (one
+    curve per depth; the final norm's is the run's ``dist_gram_H``/``corr_cos_H``), with the
+    chance band of random Gaussian H. Datasets without layer stores say so."""
+    solver = _solver(bundle)
+    runs = [r for r in bundle.runs if "layer" in r.geometry.dims]
+    fig, axes = _new(max(len(runs), 1), 2, (12, 3.8 * max(len(runs), 1)))
+    if not runs:
+        for ax in axes[0]:
+            _placeholder(ax, "no transformer run with per-layer states (H_layer)")
+    for row, r in enumerate(runs):
+        g = r.geometry
+        names = [str(x) for x in g["layer"].values]
+        colors = _depth_colors(len(names))
+        x = g["step"].values + 1.0
+        for col, (var, ylabel) in enumerate((("dist_gram_H", "‖G/‖G‖ − G_mm/‖G_mm‖‖_F"),
+                                             ("corr_cos_H", "structural correlation"))):
+            ax = axes[row, col]
+            for j, name in enumerate(names):
+                ax.plot(x, g[f"{var}_layer"].sel(target=solver, layer=name).values,
+                        color=colors[j], marker=".", label=name)
+            _chance_band(ax, g, var, solver, "grey", label=f"chance ± {CHANCE_SIGMAS}σ")
+            _step_axis(ax)
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{r.label}: {'Gram distance' if col == 0 else 'cos(H) correlation'}"
+                         f" to {LMM} ({solver}) per layer", fontsize=9)
+        axes[row, 0].set_ylim(bottom=0)
+        axes[row, 1].set_ylim(-0.2, 1.05)
+        axes[row, 1].legend(fontsize=7, ncol=2)
+    fig.suptitle(f"{bundle.dataset}: context geometry at every transformer layer vs {LMM}")
+    return fig
+
+
+def onehot(bundle: Bundle) -> Any:
+    """The one-hot regime (semantics.md §6): ``attribute_gap`` (left) and ``etf_distance``
+    (right) of every run over training, the gap's chance band (random Gaussian H, mean ± 2σ)
+    shaded; a transformer's per-layer curves thin. Datasets without latent attributes
+    (``context_label``) say so."""
+    runs = [r for r in bundle.runs if "attribute_gap" in r.geometry]
+    fig, axes = _new(1, 2, (12, 5.2))
+    if not runs:
+        for ax in axes[0]:
+            _placeholder(ax, "no latent attributes in this table (context_label)")
+    for r in runs:
+        g = r.geometry
+        x = g["step"].values + 1.0
+        for ax, var in zip(axes[0], ("attribute_gap", "etf_distance"), strict=True):
+            ax.plot(x, g[var].values, color=r.color, marker=".", label=r.label)
+            if f"{var}_layer" in g:
+                for name in g["layer"].values[:-1]:
+                    ax.plot(x, g[f"{var}_layer"].sel(layer=name).values, color=r.color, lw=0.6,
+                            alpha=0.5)
+    # One band per distinct chance level (runs of one width share it).
+    bands = dict.fromkeys((float(r.geometry["attribute_gap_chance"]),
+                           float(r.geometry["attribute_gap_chance_std"])) for r in runs)
+    for mean, std in bands:
+        axes[0, 0].axhspan(mean - CHANCE_SIGMAS * std, mean + CHANCE_SIGMAS * std, color="grey",
+                           alpha=0.15, lw=0,
+                           label=f"chance {mean:+.3f} ± {CHANCE_SIGMAS}·{std:.3f}")
+    if runs:
+        axes[0, 0].axhline(0.0, color=SOLVER_STYLE["color"], lw=0.8, label="simplex ETF: 0")
+        axes[0, 1].axhline(0.1, color="grey", lw=0.8, ls=":", label="0.1")
+        for ax, title in zip(axes[0], ("attribute gap: mean cos, pairs sharing an attribute − "
+                                       "pairs sharing none",
+                                       "distance of the centred Gram to the simplex ETF's"),
+                             strict=True):
+            _step_axis(ax)
+            ax.set_title(title, fontsize=9)
+        axes[0, 1].set_ylim(bottom=0)
+        _legend(fig, axes, loc="outside lower center", ncol=4)
+    fig.suptitle(f"{bundle.dataset}: structure before collapse? (thin: transformer layers)")
+    return fig
+
+
 #: name → (function of a Bundle, which stores it needs). The rule ``fig_<name>`` declares exactly
 #: these inputs; ``train``/``geometry`` are per run.
 FIGURES: dict[str, tuple[Callable[[Bundle], Any], tuple[str, ...]]] = {
@@ -652,6 +749,8 @@ FIGURES: dict[str, tuple[Callable[[Bundle], Any], tuple[str, ...]]] = {
     "spectra": (spectra, ("geometry", "svm")),
     "representation": (representation, ("geometry", "svm")),
     "intrinsic": (intrinsic, ("geometry", "svm")),
+    "layers": (layers, ("geometry", "svm")),
+    "onehot": (onehot, ("geometry",)),
 }
 
 

@@ -52,7 +52,7 @@ from torch.func import functional_call, grad_and_value, vmap
 from ntpgeom.data.table import Table
 from ntpgeom.errors import UserError
 from ntpgeom.train.config import DTYPES, TrainConfig, checkpoint_steps, numerics, train_device
-from ntpgeom.train.model import check_features, check_train_table, init_model
+from ntpgeom.train.model import check_features, check_train_table, init_model, layer_snapshot
 from ntpgeom.train.objective import Objective
 from ntpgeom.train.optim import make_optimizer
 from ntpgeom.train.progress import Progress
@@ -209,11 +209,12 @@ class Runs:
         raise NotImplementedError
 
     @torch.no_grad()
-    def snapshot(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """W (V, d) and H (d, m) of each run at the current parameters, in the run's dtype (H by a
-        forward pass for the transformer)."""
-        return [(m.W.detach().cpu().numpy().copy(), m.H().detach().cpu().numpy().copy())
-                for m in self.models]
+    def snapshot(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        """W (V, d), H (d, m) and the transformer's per-layer states (layers, d, m; None for the
+        other models) of each run at the current parameters, in the run's dtype (H by a forward
+        pass for the transformer)."""
+        return [(m.W.detach().cpu().numpy().copy(), m.H().detach().cpu().numpy().copy(),
+                 layer_snapshot(m)) for m in self.models]
 
     @torch.no_grad()
     def finite(self) -> bool:
@@ -403,7 +404,8 @@ def fit_runs(table: Table, configs: Sequence[TrainConfig], *,
     with numerics(device, configs[0].threads):
         trainer = make_trainer(table, configs, device, features, batched=batched)
         fp = fingerprint(table, configs, device, trainer.use_graph, features, steps)
-        trajs = [Trajectory(device=str(device), graph=trainer.use_graph) for _ in configs]
+        trajs = [Trajectory(device=str(device), graph=trainer.use_graph,
+                            layers=list(getattr(m, "layer_names", []))) for m in trainer.models]
         path = Path(checkpoint) if checkpoint is not None else None
         if path is not None and path.exists():
             state = load_checkpoint(path, fp, device)
@@ -436,17 +438,20 @@ def _run(trainer: Runs, trajs: list[Trajectory], entropy: float, path: Path | No
     # Trace values stay on the device until a flush: no host sync per step on CUDA.
     pending: list[tuple[int, torch.Tensor]] = []
 
-    def keep(s: int, metrics: torch.Tensor, snaps: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    def keep(s: int, metrics: torch.Tensor,
+             snaps: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]) -> None:
         values = metrics.double().cpu().numpy()  # (B, 3)
         bad = ~np.isfinite(values).all(axis=1)
         if bad.any():
             flush()  # names an earlier traced step if the run diverged before this one
             raise _diverged(trainer, s, int(np.argmax(bad)))
-        for traj, value, (W, H) in zip(trajs, values, snaps, strict=True):
+        for traj, value, (W, H, H_layer) in zip(trajs, values, snaps, strict=True):
             traj.step.append(s)
             traj.metrics.append(value)
             traj.W.append(W)
             traj.H.append(H)
+            if H_layer is not None:
+                traj.H_layer.append(H_layer)
 
     def flush() -> None:
         if pending:

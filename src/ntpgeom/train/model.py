@@ -22,6 +22,7 @@ Imports torch and numpy only, so that it runs on a GPU machine without the I/O s
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -207,15 +208,36 @@ class Transformer(nn.Module):
         """Word embeddings (the decoder), (V, d)."""
         return self.output.weight
 
-    def features(self, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """h(x̄_j) for j in ``rows`` (all m when None), (B, d)."""
+    def _stream(self, rows: torch.Tensor | None) -> Iterator[torch.Tensor]:
+        """The residual stream (B, T, d) after the token embedding and after each block."""
         ids = self.context_ids if rows is None else self.context_ids[rows]  # (B, T)
         x = self.tok_embeddings(ids)  # (B, T, d)
+        yield x
         for layer in self.layers:
             x = layer(x)  # (B, T, d)
+            yield x
+
+    def features(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """h(x̄_j) for j in ``rows`` (all m when None), (B, d)."""
+        *_, x = self._stream(rows)  # the last block's output (autograd keeps the rest anyway)
         # Only the last position is read out (the paper's ``if_ar=False``): the context
         # embedding is the final norm of the last position, h = norm(x[:, -1]).
         return self.norm(x[:, -1, :])  # (B, d)
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Labels of :meth:`layer_states`: ``embed``, ``block1`` … ``block{n}``, ``norm``."""
+        return ["embed", *(f"block{i + 1}" for i in range(len(self.layers))), "norm"]
+
+    def layer_states(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The last position's representation at every depth, (n_layers + 2, B, d): after the
+        token embedding, after each block, and after the final norm (= :meth:`features`).
+
+        For the geometry at every layer (issue 17); read at checkpoints only, so training's
+        forward keeps no intermediate states.
+        """
+        states = [x[:, -1, :] for x in self._stream(rows)]  # (B, d) each
+        return torch.stack([*states, self.norm(states[-1])])
 
     def H(self) -> torch.Tensor:  # noqa: N802
         """All context embeddings in the paper's orientation, (d, m)."""
@@ -290,6 +312,16 @@ def build_model(kind: str, *, m: int, V: int, d: int,  # noqa: N803
             f"linear: features must be (d, m) = ({d}, {m})"
         return Linear(features, V)
     raise ValueError(f"unknown model {kind!r}")
+
+
+def layer_snapshot(model: nn.Module) -> np.ndarray | None:
+    """The transformer's :meth:`Transformer.layer_states` in the paper's orientation, (layers, d,
+    m), in the run's dtype; None for a model without layers. Taken at checkpoints only: the
+    training step keeps no extra state."""
+    if not isinstance(model, Transformer):
+        return None
+    with torch.no_grad():
+        return model.layer_states().transpose(1, 2).detach().cpu().numpy().copy()
 
 
 # -----------------------------------------------------------------------------------------------

@@ -50,6 +50,11 @@ class Trajectory:
     wall_seconds: float = 0.0  # training time, summed over resumed attempts
     device: str = "cpu"
     graph: bool = False
+    #: Transformer only: the last position's representation after the embedding, each block and
+    #: the final norm, (layers, d, m) per checkpoint (:func:`ntpgeom.train.model.layer_snapshot`);
+    #: empty for the other models.
+    H_layer: list[np.ndarray] = field(default_factory=list)
+    layers: list[str] = field(default_factory=list)  # names of H_layer's first axis
 
     def to_state(self) -> dict[str, Any]:
         """Tensors and plain types only, so the checkpoint loads with ``weights_only=True``."""
@@ -58,17 +63,23 @@ class Trajectory:
                                                                           np.float32))
         V, d = self.W[0].shape if self.W else (0, 0)
         m = self.H[0].shape[1] if self.H else 0
-        return {"step": list(self.step), "metrics": stack(self.metrics, (3,)),
-                "W": stack(self.W, (V, d)), "H": stack(self.H, (d, m)),
-                "trace_step": list(self.trace_step), "trace": stack(self.trace, (3,)),
-                "wall_seconds": float(self.wall_seconds)}
+        state = {"step": list(self.step), "metrics": stack(self.metrics, (3,)),
+                 "W": stack(self.W, (V, d)), "H": stack(self.H, (d, m)),
+                 "trace_step": list(self.trace_step), "trace": stack(self.trace, (3,)),
+                 "wall_seconds": float(self.wall_seconds)}
+        if self.H_layer:
+            state["H_layer"] = stack(self.H_layer, (len(self.layers), d, m))
+            state["layers"] = list(self.layers)
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any], device: str, graph: bool) -> Trajectory:
         return cls(step=list(state["step"]), metrics=list(state["metrics"].numpy()),
                    W=list(state["W"].numpy()), H=list(state["H"].numpy()),
                    trace_step=list(state["trace_step"]), trace=list(state["trace"].numpy()),
-                   wall_seconds=float(state["wall_seconds"]), device=device, graph=graph)
+                   wall_seconds=float(state["wall_seconds"]), device=device, graph=graph,
+                   H_layer=list(state["H_layer"].numpy()) if "H_layer" in state else [],
+                   layers=list(state.get("layers", [])))
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
@@ -186,6 +197,11 @@ def trajectory_dataset(traj: Trajectory, table: Table, config: TrainConfig,
                      if config.model == "transformer" else "")})
     data["logits"] = (("step", "token", "context"), logits.astype(np.float32),
                       {"long_name": "L = W H"})
+    if traj.H_layer:
+        data["H_layer"] = (("step", "layer", "dim", "context"),
+                           np.stack(traj.H_layer).astype(np.float32),
+                           {"long_name": "last position's representation after the embedding, "
+                            "each block and the final norm (= H)"})
     coords = {
         "step": ("step", np.array(traj.step, dtype=np.int64), {"long_name": "optimizer updates"}),
         "trace_step": ("trace_step", np.array(traj.trace_step, dtype=np.int64)),
@@ -193,6 +209,8 @@ def trajectory_dataset(traj: Trajectory, table: Table, config: TrainConfig,
         "context": ("context", np.array(table.contexts, dtype=obj)),
         "dim": ("dim", np.arange(config.d, dtype=np.int64)),
     }
+    if traj.H_layer:
+        coords["layer"] = ("layer", np.array(traj.layers, dtype=obj))
     if config.model == "linear":
         # H̄ is fixed: stored once with the run's linear reference, not per step (artifacts.md).
         for name in ("H", "norm_H", "trace_norm_H"):
