@@ -154,6 +154,19 @@ def solve(problem, name: str, *, eps: float, where: str, alternatives: str,
     return options
 
 
+def require_solution(problem, variable, name: str, *, where: str, hint: str) -> np.ndarray:
+    """``variable``'s value after :func:`solve`, or a one-line :class:`UserError` when the solver
+    found none (``hint`` says what to try); ``optimal_inaccurate`` is accepted with a warning, as
+    cvxpy's own message advises (the callers certify or cross-check what they keep)."""
+    import cvxpy as cp
+
+    if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or variable.value is None:
+        raise UserError(f"{where} solver {name}: no solution (status {problem.status}); {hint}")
+    if problem.status == cp.OPTIMAL_INACCURATE:
+        log.warning("%s: %s reports optimal_inaccurate", where, name)
+    return np.asarray(variable.value, dtype=float)
+
+
 def solver_version(name: str) -> str:
     """The solver library's version string (provenance; ``unknown`` when it cannot be read)."""
     try:

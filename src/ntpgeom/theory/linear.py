@@ -249,12 +249,8 @@ def solve_wmm_cvx(S: np.ndarray, H_bar: np.ndarray, *, solver: str = "clarabel",
     if problem.status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
         raise UserError("linear NTP-SVM: the constraints are infeasible: the embeddings are not "
                         "NTP-separable")
-    if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or W.value is None:
-        raise UserError(f"linear NTP-SVM: {name} returned status {problem.status}; try another "
-                        "of linear.solvers")
-    if problem.status == cp.OPTIMAL_INACCURATE:
-        log.warning("linear: %s reports optimal_inaccurate for W^mm", name)
-    Wv = np.asarray(W.value, dtype=float)
+    Wv = conic.require_solution(problem, W, name, where="linear NTP-SVM",
+                                hint="try another of linear.solvers")
     stats = problem.solver_stats
     return SvmSolution(Wv, name, problem.status, seconds,
                        getattr(stats, "num_iters", None) if stats else None,

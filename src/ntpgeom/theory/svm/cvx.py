@@ -143,12 +143,7 @@ def solve_cvx(support: np.ndarray, *, solver: str = "scs", eps: float = ScsOptio
     wall = time.perf_counter() - t0
     stats = problem.solver_stats
     solve_time = stats.solve_time if stats and stats.solve_time is not None else wall
-    if problem.status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) or L.value is None:
-        raise UserError(f"svm solver {name}: no solution (status {problem.status}); try solver "
-                        "admm")
-    if problem.status == cp.OPTIMAL_INACCURATE:
-        log.warning("svm: %s reports optimal_inaccurate; see the certified gap", name)
-    raw = np.asarray(L.value, dtype=float)
+    raw = conic.require_solution(problem, L, name, where="svm", hint="try solver admm")
     raw_violation = max(constraint_violation(raw, S))
     X = project_feasible(raw, S)
     eq, eq_anchor, out, out_anchor = conic.anchor_constraints(S)
