@@ -174,6 +174,7 @@ def pipeline(work: Path, device: str = "cuda", epochs: int | None = None) -> lis
     from ntpgeom.store import open_store, write_store
     from ntpgeom.theory.reference import reference_dataset
     from ntpgeom.theory.svm import load_table, solve, solve_options
+    from ntpgeom.train.runs import expand_runs
     from ntpgeom.train.stage import train_from_files
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -202,18 +203,11 @@ def pipeline(work: Path, device: str = "cuda", epochs: int | None = None) -> lis
                     "unit": "", "goal": device, "goal_kind": "prefix",
                     "pass": str(ds.attrs["device"]).startswith(device)})
         train = section("train", name)
-        shared = {k: v for k, v in train.items() if k not in ("models", "d", "seeds", "ridge")}
-        shared.update(device=device, **({"epochs": epochs} if epochs is not None else {}))
-        for model in train["models"]:
-            for d in train["d"]:
-                for ridge in train["ridge"]:
-                    for seed in train["seeds"]:
-                        stem = f"d{d}" + (f"-ridge{ridge:g}" if ridge else "") + f"-seed{seed}"
-                        run = base / "train" / model / f"{stem}.zarr"
-                        train_from_files(base / "table.zarr", run,
-                                         dict(shared, model=model, d=d, ridge=float(ridge),
-                                              seed=seed), progress=False)
-                        runs.append((name, model, run))
+        extra = {"device": device, **({"epochs": epochs} if epochs is not None else {})}
+        for (model, stem), settings in expand_runs(train).items():
+            run = base / "train" / model / f"{stem}.zarr"
+            train_from_files(base / "table.zarr", run, dict(settings, **extra), progress=False)
+            runs.append((name, model, run))
         geometry = section("geometry", name)
         for _, model, run in [r for r in runs if r[0] == name]:
             geo = base / "geometry" / model / run.name

@@ -17,6 +17,7 @@ from ntpgeom.plots.figures import FIGURES, OVERLAYS, dataset_families
 from ntpgeom.plots.linear_figures import LINEAR_FIGURES
 from ntpgeom.plots.semantics_figures import SEMANTICS_FIGURES
 from ntpgeom.studies.grid import batch_names, parse_grid
+from ntpgeom.train.runs import expand_runs
 
 SCHEMAS = Path(workflow.basedir) / "schemas"
 PACKAGE = Path(workflow.basedir) / "src" / "ntpgeom"
@@ -269,34 +270,13 @@ def svm_gpu(wildcards):
 
 
 # -- training (rules/train.smk) -------------------------------------------------------------------
-def _run_name(d, ridge, seed, init_scale=None):
-    """d32-seed0; d32-ridge0.001-seed0 when the run has an explicit ridge, d32-init0.001-seed0
-    when it has an init_scale."""
-    return (f"d{d}" + (f"-ridge{ridge:g}" if ridge else "")
-            + (f"-init{init_scale:g}" if init_scale is not None else "") + f"-seed{seed}")
-
-
 _TRAIN_RUNS = {}
 
 
 def _train_runs(dataset):
     """{(model, run): settings for ntpgeom.train.config.TrainConfig} of one dataset."""
     if dataset not in _TRAIN_RUNS:
-        section = dataset_section(dataset, "train")
-        axes = ("models", "d", "seeds", "ridge", "init_scale")
-        shared = {k: v for k, v in section.items() if k not in axes}
-        runs = {}
-        for model in section["models"]:
-            for d in section["d"]:
-                for ridge in section["ridge"]:
-                    for init in section["init_scale"]:
-                        for seed in section["seeds"]:
-                            name = _run_name(d, ridge, seed, init)
-                            runs[(model, name)] = dict(
-                                shared, model=model, d=d, ridge=float(ridge), seed=seed,
-                                init_scale=None if init is None else float(init),
-                            )
-        _TRAIN_RUNS[dataset] = runs
+        _TRAIN_RUNS[dataset] = expand_runs(dataset_section(dataset, "train"))
     return _TRAIN_RUNS[dataset]
 
 
