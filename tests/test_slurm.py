@@ -62,6 +62,6 @@ def test_grid_through_slurm_equals_local(tmp_path):
 
     a, b = open_store(local / TARGET), open_store(cluster / TARGET)
     assert dict(a.sizes) == dict(b.sizes) == {"d": 2, "seed": 2, "step": b.sizes["step"],
-                                              "token": 5, "context": 10}
+                                              "target": 2, "token": 5, "context": 10}
     xr.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
     assert a.attrs["grid_definition"] == b.attrs["grid_definition"]
