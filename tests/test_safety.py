@@ -175,6 +175,19 @@ def test_a_missing_chunk_is_refused_naming_the_variable(table, variable):
         load(table)
 
 
+def test_files_foreign_to_zarr_in_a_store_are_read_past_silently(table):
+    """Snakemake touches ``.snakemake_timestamp`` inside every directory() output; a user may
+    leave notes there. Neither is part of the store: reading it neither warns nor fails."""
+    import warnings
+
+    (table / ".snakemake_timestamp").touch()
+    (table / "notes.txt").write_text("built on the cluster\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load(table).m > 0
+        open_store(table)
+
+
 @pytest.mark.parametrize("variable", ["pair_count", "token"])
 def test_a_truncated_chunk_is_refused_naming_the_variable(table, variable):
     chunk = next(p for p in (table / variable / "c").rglob("*") if p.is_file())

@@ -17,6 +17,7 @@ Every artifact is one zarr (format 3) store written by xarray (see ``docs/artifa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -196,6 +197,16 @@ def _damaged(path: Path, name: str, why: str) -> UserError:
                      "and rerun the step that wrote it)")
 
 
+@contextlib.contextmanager
+def _quiet_foreign_files():
+    """zarr warns about every file of a store's folder that is not part of its hierarchy (a
+    workflow manager's marker, a user's notes); such files are harmless to reading it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr "
+                                "hierarchy")
+        yield
+
+
 def check_chunks(path: str | os.PathLike) -> None:
     """Refuse a store with a missing chunk file: zarr would read it back as the fill value.
 
@@ -205,8 +216,7 @@ def check_chunks(path: str | os.PathLike) -> None:
 
     path = Path(path)
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*snakemake_timestamp.*")  # see below
+        with _quiet_foreign_files():
             arrays = list(zarr.open_group(path, mode="r", zarr_format=3).arrays())
     except Exception as err:  # unreadable metadata of the group or of an array
         raise UserError(f"{path}: not a readable zarr store ({type(err).__name__}: "
@@ -222,8 +232,7 @@ def _check_decodable(path: Path) -> None:
     """Read every array of the store with zarr; the first that fails to decode is refused."""
     import zarr
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*snakemake_timestamp.*")  # see open_store
+    with _quiet_foreign_files():
         arrays = list(zarr.open_group(path, mode="r", zarr_format=3).arrays())
     for name, array in arrays:
         try:
@@ -291,10 +300,7 @@ def open_store(path: str | os.PathLike, *, load: bool = True):
     if not (path / "zarr.json").is_file():
         raise UserError(f"{path} is not a zarr store (no zarr.json); build it first")
     check_chunks(path)
-    with warnings.catch_warnings():
-        # Snakemake writes a .snakemake_timestamp file inside directory() outputs; zarr warns
-        # that it is not part of the hierarchy, which is harmless.
-        warnings.filterwarnings("ignore", message=".*snakemake_timestamp.*")
+    with _quiet_foreign_files():
         try:
             ds = xr.open_zarr(path, consolidated=False)
         except Exception as err:  # xarray reads index coordinates on opening: find which failed
