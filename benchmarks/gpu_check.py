@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import datetime
 import importlib.util
 import json
@@ -170,12 +171,14 @@ def pipeline(work: Path, device: str = "cuda", epochs: int | None = None) -> lis
     import yaml
 
     from ntpgeom.data.build import build_table
-    from ntpgeom.metrics.geometry import geometry_store
-    from ntpgeom.store import open_store, write_store
+    from ntpgeom.data.table import load
+    from ntpgeom.metrics.geometry import GeometryConfig, run_geometry
+    from ntpgeom.store import open_store, solver_name, write_store
     from ntpgeom.theory.reference import reference_dataset
-    from ntpgeom.theory.svm import load_table, solve, solve_options
+    from ntpgeom.theory.svm import solve, solve_options
+    from ntpgeom.train.config import TrainConfig
     from ntpgeom.train.runs import expand_runs
-    from ntpgeom.train.stage import train_from_files
+    from ntpgeom.train.stage import train
 
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
 
@@ -190,8 +193,8 @@ def pipeline(work: Path, device: str = "cuda", epochs: int | None = None) -> lis
         base = work / name
         source = {k: v for k, v in entry.items() if k in ("source", "synthetic", "text",
                                                           "huggingface")}
-        build_table(source, section("table", name), out=base / "table.zarr", name=name)
-        table = load_table(base / "table.zarr")
+        write_store(build_table(source, section("table", name), name=name), base / "table.zarr")
+        table = load(base / "table.zarr")
         svm = section("svm", name)
         svm["solvers"] = ["admm"]
         svm["admm"]["device"] = device
@@ -202,19 +205,20 @@ def pipeline(work: Path, device: str = "cuda", epochs: int | None = None) -> lis
         out.append({"name": f"pipeline_{name}_admm_device", "value": ds.attrs["device"],
                     "unit": "", "goal": device, "goal_kind": "prefix",
                     "pass": str(ds.attrs["device"]).startswith(device)})
-        train = section("train", name)
+        train_section = section("train", name)
         extra = {"device": device, **({"epochs": epochs} if epochs is not None else {})}
-        for (model, stem), settings in expand_runs(train).items():
+        for (model, stem), settings in expand_runs(train_section).items():
             run = base / "train" / model / f"{stem}.zarr"
-            train_from_files(base / "table.zarr", run, dict(settings, **extra), progress=False)
+            train(table, TrainConfig.from_dict(dict(settings, **extra)), out=run, progress=False)
             runs.append((name, model, run))
         geometry = section("geometry", name)
         for _, model, run in [r for r in runs if r[0] == name]:
             geo = base / "geometry" / model / run.name
-            geometry_store(train=str(run), table=str(base / "table.zarr"),
-                           reference=str(base / "reference.zarr"),
-                           svm=[str(base / "svm" / "admm.zarr")], out=str(geo),
-                           options=geometry)
+            svm_ds = open_store(base / "svm" / "admm.zarr")
+            write_store(run_geometry(open_store(run), table, open_store(base / "reference.zarr"),
+                                     {solver_name(svm_ds): svm_ds},
+                                     **dataclasses.asdict(GeometryConfig.from_dict(geometry))),
+                        geo)
             attrs = open_store(run, load=False).attrs
             tag = f"pipeline_{name}_{model}_{run.stem}"
             out.append({"name": f"{tag}_device", "value": attrs["device"], "unit": "",

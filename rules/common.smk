@@ -13,7 +13,8 @@ from snakemake.exceptions import WorkflowError
 from ntpgeom import config as _config
 from ntpgeom.data.corpus import text_files
 from ntpgeom.errors import UserError
-from ntpgeom.plots.figures import FIGURES, OVERLAYS, dataset_families
+from ntpgeom.plots.bundle import dataset_families
+from ntpgeom.plots.figures import FIGURES, OVERLAYS
 from ntpgeom.plots.linear_figures import LINEAR_FIGURES
 from ntpgeom.plots.semantics_figures import SEMANTICS_FIGURES
 from ntpgeom.studies.grid import batch_names, parse_grid
@@ -354,7 +355,7 @@ def overlay_targets():
 
 
 def figure_families(wildcards=None):
-    """dataset → colour family (ntpgeom.plots.figures.dataset_families), from every dataset's source,
+    """dataset → colour family (ntpgeom.plots.bundle.dataset_families), from every dataset's source,
     so that a (dataset, model) has the same colours in its own figures and in the overlays."""
     return dataset_families({d: config["datasets"][d]["source"] for d in DATASETS})
 

@@ -15,7 +15,8 @@ for _figure, (_, _needs) in FIGURES.items():
             f"fig_{_figure}"
         input:
             **{kind: FIGURE_INPUTS[kind] for kind in _needs},
-            code=src_files("theory/reference", "metrics", "plots/figures", "plots/figio"),
+            code=src_files("theory/reference", "metrics", "plots/bundle", "plots/style", "plots/figures",
+                           "plots/representation_figures", "plots/figio"),
         output:
             png=report(
                 fill(FIGURE, name=_figure, ext="png"),
@@ -43,7 +44,8 @@ for _figure in OVERLAYS:
             f"fig_overlay_{_figure}"
         input:
             **{kind: OVERLAY_INPUTS[kind] for kind in FIGURES[_figure][1]},
-            code=src_files("theory/reference", "metrics", "plots/figures", "plots/figio"),
+            code=src_files("theory/reference", "metrics", "plots/bundle", "plots/style", "plots/figures",
+                           "plots/representation_figures", "plots/figio"),
         output:
             png=report(
                 fill(OVERLAY, name=_figure, ext="png"),

@@ -65,7 +65,7 @@ for _figure in LINEAR_FIGURES:
         input:
             reference=rules.linear_reference.output.reference,
             train=linear_train_stores,
-            code=src_files("plots/figures", "plots/figio", "plots/linear_figures"),
+            code=src_files("plots/style", "plots/bundle", "plots/figio", "plots/linear_figures"),
         output:
             png=report(
                 fill(LINEAR_FIGURE, name=_figure, ext="png"),
@@ -87,7 +87,7 @@ for _figure in LINEAR_FIGURES:
 
 rule fig_linear_toy:
     input:
-        code=src_files("theory/reference", "theory/linear", "theory/conic", "metrics", "studies/linear", "plots/figures", "plots/figio", "plots/linear_figures"),
+        code=src_files("theory/reference", "theory/linear", "theory/conic", "metrics", "studies/linear", "plots/style", "plots/bundle", "plots/figio", "plots/linear_figures"),
     output:
         png=report(
             fill(LINEAR_TOY, ext="png"),

@@ -9,7 +9,7 @@ rule report:
     input:
         stores=report_inputs,
         code=src_files(
-            "theory/reference", "theory/svm", "theory/linear", "metrics", "plots/figio",
+            "theory/reference", "theory/svm", "theory/linear", "metrics", "plots/bundle", "plots/figio",
             "plots/figures", "plots/report", "studies/linear", "plots/semantics_figures",
         ),
         captions=report_captions(),

@@ -40,7 +40,7 @@ for _figure in SEMANTICS_FIGURES:
             f"fig_semantics_{_figure}"
         input:
             store=rules.semantics.output.semantics,
-            code=src_files("plots/figures", "plots/figio", "plots/semantics_figures"),
+            code=src_files("plots/bundle", "plots/style", "plots/figio", "plots/semantics_figures"),
         output:
             png=report(
                 fill(SEMANTICS_FIGURE, name=_figure, ext="png"),

@@ -5,13 +5,14 @@ import sys
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from ntpgeom.data.build import TableConfig, build_table  # noqa: E402
-from ntpgeom.store import script_main  # noqa: E402
+from ntpgeom.store import script_main, write_store  # noqa: E402
 
 
 def main() -> None:
     spec = snakemake.params.spec
-    build_table(spec["dataset"], TableConfig.from_dict(spec["table"]), out=snakemake.output.table,
-                name=snakemake.wildcards.dataset)
+    table = build_table(spec["dataset"], TableConfig.from_dict(spec["table"]),
+                        name=snakemake.wildcards.dataset)
+    write_store(table, snakemake.output.table)
 
 
 script_main(main)

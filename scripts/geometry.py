@@ -1,18 +1,22 @@
 """Rule geometry: a run + table + L*, S̄, L^mm → results/{dataset}/geometry/{model}/{run}.zarr."""
 
+import dataclasses
 import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from ntpgeom.metrics.geometry import GeometryConfig, geometry_store  # noqa: E402
-from ntpgeom.store import script_main  # noqa: E402
+from ntpgeom.data.table import load  # noqa: E402
+from ntpgeom.metrics.geometry import GeometryConfig, run_geometry  # noqa: E402
+from ntpgeom.store import open_store, script_main, solver_name, write_store  # noqa: E402
 
 
 def main() -> None:
-    geometry_store(train=snakemake.input.train, table=snakemake.input.table,
-                   reference=snakemake.input.reference, svm=snakemake.input.svm,
-                   out=snakemake.output.geometry,
-                   options=GeometryConfig.from_dict(snakemake.params.options))
+    options = GeometryConfig.from_dict(snakemake.params.options)
+    svm = [open_store(p) for p in snakemake.input.svm]
+    ds = run_geometry(open_store(snakemake.input.train), load(snakemake.input.table),
+                      open_store(snakemake.input.reference), {solver_name(s): s for s in svm},
+                      **dataclasses.asdict(options))
+    write_store(ds, snakemake.output.geometry)
 
 
 script_main(main)

@@ -4,16 +4,17 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from ntpgeom.metrics.semantics import semantics_store  # noqa: E402
-from ntpgeom.store import script_main  # noqa: E402
+from ntpgeom.data.table import load  # noqa: E402
+from ntpgeom.metrics.semantics import run_semantics  # noqa: E402
+from ntpgeom.store import open_store, script_main, write_store  # noqa: E402
 
 
 def main() -> None:
-    svm = list(snakemake.input.svm)
-    semantics_store(train=snakemake.input.train, table=snakemake.input.table,
-                    reference=snakemake.input.reference, svm=svm[0] if svm else None,
-                    out=snakemake.output.semantics, config=snakemake.params.options,
-                    **snakemake.params.options)
+    svm = list(snakemake.input.svm)  # the dataset's first solver, or none
+    ds = run_semantics(open_store(snakemake.input.train), load(snakemake.input.table),
+                       open_store(snakemake.input.reference),
+                       open_store(svm[0]) if svm else None, **snakemake.params.options)
+    write_store(ds, snakemake.output.semantics)
 
 
 script_main(main)

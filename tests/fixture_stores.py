@@ -49,7 +49,8 @@ def svm_dataset(table: Table, L_mm: np.ndarray, solver: str) -> xr.Dataset:
         {"L_mm": (("token", "context"), L_mm), "W_mm": (("token", "rank"), W),
          "H_mm": (("rank", "context"), H), "singular_values": ("rank", sigma)},
         coords=coords,
-        attrs={"solver": solver, "status": "optimal", "nuclear_norm": nuclear_norm(L_mm),
+        attrs={"solver_name": solver, "solver": solver, "status": "optimal",
+               "nuclear_norm": nuclear_norm(L_mm),
                "rank": len(sigma)})
 
 
@@ -137,6 +138,7 @@ def write_results(root: Path, dataset: str, table: Table, *, steps: int = 2000,
     Returns the in-memory datasets too (``table``, ``reference``, ``svm``, ``train``).
     """
     base = Path(root) / "results" / dataset
+    table.attrs["dataset"] = dataset  # as build_table records it
     table.save(base / "table.zarr")
     ref = reference_dataset(table)
     write_store(ref, base / "reference.zarr")
@@ -148,6 +150,7 @@ def write_results(root: Path, dataset: str, table: Table, *, steps: int = 2000,
     train = {}
     for model, run, d, seed in runs:
         ds = train_ufm(table, model=model, d=d, steps=steps, seed=seed)
+        ds.attrs.update(dataset=dataset, run=run)  # the identity the training stage records
         write_store(ds, base / "train" / model / f"{run}.zarr")
         train[(model, run)] = ds
     return {"table": table, "reference": ref, "svm": svm, "train": train}

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 from fixture_stores import snakemake, workflow_results
 
-from ntpgeom.plots.figures import (
-    FIGURES,
-    OVERLAYS,
-    SBAR,
-    Bundle,
-    Run,
-    assign_colors,
-    dataset_families,
-)
+from ntpgeom.plots.bundle import Bundle, Run, assign_colors, dataset_families
+from ntpgeom.plots.figures import FIGURES, OVERLAYS
 from ntpgeom.plots.linear_figures import LINEAR_FIGURES
+from ntpgeom.plots.style import SBAR
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +87,11 @@ def test_geometry_stores_follow_the_contract(root):
     for name in ("dist_L", "in_support_error", "corr_cos_H", "singular_values_L"):
         assert "long_name" in g[name].attrs and "units" in g[name].attrs
     assert g["ce_minus_entropy"].values[-1] < 1e-3
+    # The run's identity is carried over from its training store (figures match runs by it).
+    from ntpgeom.store import run_identity
+
+    assert run_identity(g) == ("rand", "ufm", "d16-seed0")
+    assert g.attrs["solvers"] == ["admm", "scs"]  # named by each svm store's solver_name
 
 
 def test_colours_are_fixed_per_model_and_dataset():
@@ -127,26 +124,28 @@ def test_dataset_families_follow_the_papers_palette():
 def test_overlay_draws_every_dataset_with_its_own_colours_and_solver(root, tmp_path):
     """Two datasets' runs on one F1 and one F7: colours per (dataset, model) from the config's
     families, dataset-prefixed labels, and each run compared with its own dataset's L^mm."""
-    from ntpgeom.plots.figio import load_overlay
+    from ntpgeom.plots.bundle import make_overlay
     from ntpgeom.plots.figures import render
-
-    # A second dataset "ts": rand's stores under another name (its own solver list: scs only).
     from ntpgeom.store import open_store, write_store
 
+    # A second dataset "ts": rand's stores renamed (the identity is in the attrs) and with its
+    # own solver list, scs only (as the geometry stage records the dataset's solvers).
     for kind in ("train", "geometry"):
-        shutil.copytree(root / "results" / "rand" / kind, tmp_path / "results" / "ts" / kind)
-    # The fixture's solvers share one L^mm; make ts's scs comparison differ, to see which is drawn.
-    for p in (tmp_path / "results" / "ts" / "geometry").glob("*/*.zarr"):
-        g = open_store(p)
-        g["corr_cos_H"].loc[{"target": "scs"}] = 0.5 * g["corr_cos_H"].sel(target="scs")
-        write_store(g, p)
-    stores = {kind: [str(p) for base in (root, tmp_path)
+        for p in (root / "results" / "rand" / kind).glob("*/*.zarr"):
+            g = open_store(p)
+            g.attrs["dataset"] = "ts"
+            if kind == "geometry":
+                g.attrs["solvers"] = ["scs"]
+                # The fixture's solvers share one L^mm; make ts's scs comparison differ, to see
+                # which is drawn.
+                g["corr_cos_H"].loc[{"target": "scs"}] = 0.5 * g["corr_cos_H"].sel(target="scs")
+            write_store(g, tmp_path / "results" / "ts" / kind / p.parent.name / p.name)
+    stores = {kind: [open_store(p) for base in (root, tmp_path)
                      for p in sorted((base / "results" / ("rand" if base == root else "ts")
                                       / kind).glob("*/*.zarr"))]
               for kind in ("train", "geometry")}
-    svm = ["results/rand/svm/admm.zarr", "results/rand/svm/scs.zarr", "results/ts/svm/scs.zarr"]
     families = dataset_families({"rand": "synthetic", "ts": "text"})
-    bundle = load_overlay(**stores, svm=svm, families=families)
+    bundle = make_overlay(**stores, families=families)
     fig = render("loss", bundle)
     colors = {(r.dataset, r.model): r.color for r in bundle.runs}
     assert colors == {("rand", "ufm"): "gold", ("rand", "transformer"): "darkorange",
@@ -174,22 +173,22 @@ def test_combining_overlines_are_drawn_as_mathtext(root):
     from matplotlib.mathtext import MathTextParser
     from matplotlib.text import Text
 
-    from ntpgeom.plots.figio import load_bundle
+    from ntpgeom.plots.bundle import make_bundle
     from ntpgeom.plots.figures import render
     from ntpgeom.plots.linear_figures import LinearBundle, toy
     from ntpgeom.store import open_store
     from ntpgeom.studies.linear import linear_reference, toy_problem
 
     base = root / "results" / "rand"
-    runs = [str(p) for p in sorted((base / "geometry").glob("*/*.zarr"))]
-    svm = [str(base / "svm" / f"{s}.zarr") for s in ("admm", "scs")]
+    runs = [open_store(p) for p in sorted((base / "geometry").glob("*/*.zarr"))]
+    svm = [open_store(base / "svm" / f"{s}.zarr") for s in ("admm", "scs")]
     ref = open_store(base / "linear" / "random" / "reference.zarr")
     lin = LinearBundle("rand", "random", ref,
                        {p.stem: open_store(p) for p in (base / "linear" / "random" / "train")
                         .glob("*.zarr")})
     table, H = toy_problem(0)
     t = linear_reference(table, H, solvers=["clarabel"])
-    figures = [render(name, load_bundle("rand", geometry=runs, svm=svm))
+    figures = [render(name, make_bundle("rand", geometry=runs, svm=svm))
                for name in ("direction_distance", "structural_correlation", "representation")]
     figures += [LINEAR_FIGURES["optimizers"](lin), toy(table, H, t["W_mm"].values,
                                                        t["W_star"].values)]

@@ -170,8 +170,9 @@ def test_layer_metrics_last_layer_is_the_final_metric_and_figures_draw(tmp_path)
     from matplotlib.image import imread
 
     from ntpgeom.metrics.geometry import run_geometry
+    from ntpgeom.plots.bundle import Bundle, Run
     from ntpgeom.plots.figio import save
-    from ntpgeom.plots.figures import Bundle, Run, render
+    from ntpgeom.plots.figures import render
     from ntpgeom.theory.reference import centered_support, reference_dataset
 
     t = attribute_table([3, 3])
@@ -236,8 +237,9 @@ def test_default_datasets_layer_figure_and_last_layer_equals_final_metrics(datas
     from matplotlib.image import imread
 
     from ntpgeom.metrics.geometry import run_geometry
+    from ntpgeom.plots.bundle import Bundle, Run
     from ntpgeom.plots.figio import save
-    from ntpgeom.plots.figures import Bundle, Run, render
+    from ntpgeom.plots.figures import render
     from ntpgeom.theory.reference import reference_dataset
 
     cfg = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text())

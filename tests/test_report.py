@@ -153,3 +153,30 @@ def test_a_non_separable_study_is_reported_as_such():
     assert "<td>NTP-separable (equal in-support logits, margin ≥ 1 off support)</td><td>NO</td>" \
         in html
     assert "best normalized margin γ*" in html
+
+
+def test_every_function_a_caption_names_exists():
+    """Captions name the functions that computed and drew each figure's numbers (a newcomer's way
+    to the source): every ``ntpgeom.…`` name in report/*.rst resolves to an object."""
+    import importlib
+    import re
+    from pathlib import Path
+
+    names = set()
+    for rst in (Path(__file__).resolve().parents[1] / "report").glob("*.rst"):
+        names |= set(re.findall(r"``(ntpgeom(?:\.\w+)+)``", rst.read_text()))
+    assert len(names) > 20
+    for name in sorted(names):
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):  # the longest importable module, then attributes
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            module = obj.__name__
+            for attr in parts[cut:]:
+                assert hasattr(obj, attr), name
+                obj = getattr(obj, attr)
+            if cut == len(parts) - 1 and callable(obj):  # named where it is defined, not re-exported
+                assert obj.__module__ == module, f"{name} is defined in {obj.__module__}"
+            break

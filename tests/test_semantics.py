@@ -255,17 +255,19 @@ def test_semantics_store_on_the_toy(tmp_path):
 def test_figures_and_report_section_render(tmp_path):
     from fixture_stores import svm_dataset
 
+    from ntpgeom.plots.figio import save
     from ntpgeom.plots.report import _semantics_section, semantics_numbers
-    from ntpgeom.plots.semantics_figures import SEMANTICS_FIGURES, render_to
-    from ntpgeom.store import write_store
+    from ntpgeom.plots.semantics_figures import SEMANTICS_FIGURES
+    from ntpgeom.store import open_store, write_store
     from ntpgeom.theory.reference import reference_dataset
 
     ds = sem.run_semantics(toy_run(steps=100), TOY, reference_dataset(TOY),
                            svm_dataset(TOY, S_BAR, "x"), max_k=3)
     write_store(ds, tmp_path / "s.zarr")
     for name in SEMANTICS_FIGURES:
-        render_to(name, store=str(tmp_path / "s.zarr"), png=str(tmp_path / f"{name}.png"),
-                  pdf=str(tmp_path / f"{name}.pdf"))
+        # as scripts/semantics_figure.py: the store read back, drawn, written
+        save(SEMANTICS_FIGURES[name](open_store(tmp_path / "s.zarr")), tmp_path / f"{name}.png",
+             tmp_path / f"{name}.pdf")
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     num = semantics_numbers(ds)
     assert num["ordered"] and [b["size"] for b in num["blocks"]] == [1, 2, 4]
@@ -340,7 +342,7 @@ def test_workflow_semantics_stage(tmp_path):
     the run named by its init_scale; the store shows the toy's learning order."""
     from fixture_stores import snakemake
 
-    from ntpgeom.store import open_store
+    from ntpgeom.store import open_store, run_identity, solver_name
 
     (tmp_path / "config.yaml").write_text(
         "datasets:\n"
@@ -362,6 +364,14 @@ def test_workflow_semantics_stage(tmp_path):
     assert (np.diff(t) >= 0).all() and t[0] < t[1] < t[3]
     assert ds["ari_W"].values[0, 0] == pytest.approx(1.0)
     assert all((tmp_path / f).stat().st_size > 0 for f in figs)
+    # Each store records the identity its path spells, and the names ran under (figures and the
+    # report read these, not paths).
+    identity = ("toy", "ufm", "d16-init0.01-seed0")
+    train = open_store(tmp_path / "results/toy/train/ufm/d16-init0.01-seed0.zarr")
+    assert run_identity(train) == identity
+    assert (ds.attrs["dataset"], ds.attrs["model"], ds.attrs["run"]) == identity
+    assert solver_name(open_store(tmp_path / "results/toy/svm/admm.zarr")) == "admm"
+    assert open_store(tmp_path / "results/toy/table.zarr").attrs["dataset"] == "toy"
 
 
 # -- semantics.md checks 2 and 3 on the toy --------------------------------------------------------

@@ -25,10 +25,11 @@ import pytest
 import torch
 
 from ntpgeom.data.synthetic import ksubset_table, random_table
-from ntpgeom.data.table import Table
+from ntpgeom.data.table import Table, load
 from ntpgeom.errors import UserError
+from ntpgeom.store import open_store, solver_name
 from ntpgeom.theory.reference import centered_support, constraint_violation, nuclear_norm, reldir
-from ntpgeom.theory.svm import SOLVERS, check_table, is_ksubset, load_table, solve, solve_options
+from ntpgeom.theory.svm import SOLVERS, check_table, is_ksubset, solve, solve_options
 from ntpgeom.theory.svm.admm import (
     ANDERSON_MEMORY,
     _Anderson,
@@ -226,7 +227,7 @@ def test_store_contract_and_factor_identities(tmp_path):
     hist = ds["history_gap"]
     assert hist.dims == ("iteration",) and np.nanmin(hist.values) <= 1e-8
     # Round trip through the store (JSON attrs, NaN in the history).
-    from ntpgeom.store import open_store, write_store
+    from ntpgeom.store import write_store
 
     back = open_store(write_store(ds, tmp_path / "admm.zarr"))
     np.testing.assert_array_equal(back["L_mm"].values, L)
@@ -408,7 +409,7 @@ def bad_store(tmp_path: Path, kind: str) -> Path:
 def test_bad_probabilities_are_refused(tmp_path, kind):
     path = bad_store(tmp_path, kind)
     with pytest.raises(UserError, match="prob has non-finite or non-positive entries"):
-        load_table(path)
+        load(path)
 
 
 def test_check_table_refuses_nan_probabilities_in_memory():
@@ -477,3 +478,16 @@ def test_mosek_without_licence(tmp_path):
     assert "MOSEK unavailable" in proc.stderr and "falling back to SCS" in proc.stderr
     meta = json.loads((auto / "zarr.json").read_text())["attributes"]
     assert meta["solver"] == "scs" and meta["status"] == "optimal"
+    # What ran is attr solver; what was asked, which labels it downstream, is solver_name.
+    assert meta["solver_name"] == "auto" and solver_name(open_store(auto)) == "auto"
+
+
+def test_a_solution_is_named_by_the_solver_asked_for():
+    """Figures, the report and geometry stores label each L^mm by attr solver_name, never by a
+    file name; a store without it (an older ntpgeom's) is one line asking for a rerun."""
+    import xarray as xr
+
+    ds = solve(ksubset_table(4, 2), solver="closed_form")
+    assert solver_name(ds) == "closed_form" == ds.attrs["solver"]
+    with pytest.raises(UserError, match="lacks attr solver_name.*rerun its svm_solve step"):
+        solver_name(xr.Dataset(attrs={"solver": "scs"}))

@@ -268,6 +268,40 @@ def contract_of(path: str | os.PathLike) -> str | None:
     return None
 
 
+def solver_name(ds) -> str:
+    """The name an ``svm/{solver}.zarr`` dataset's solution goes by: its attr ``solver_name``, the
+    solver the config asked for (``auto`` stays ``auto``; attr ``solver`` is what ran). Geometry
+    stores' ``target``, figures and the report label each L^mm by it.
+
+    Raises
+    ------
+    UserError
+        For a store written before ntpgeom recorded the name.
+    """
+    try:
+        return str(ds.attrs["solver_name"])
+    except KeyError:
+        raise UserError("an svm store lacks attr solver_name (written by an older ntpgeom); "
+                        "rerun its svm_solve step") from None
+
+
+def run_identity(ds) -> tuple[str, str, str]:
+    """(dataset, model, run) of a training or geometry store, from the attrs each records
+    (``{run}`` as :func:`ntpgeom.train.runs.run_name` spells it).
+
+    Raises
+    ------
+    UserError
+        For a store written before ntpgeom recorded them.
+    """
+    try:
+        dataset, model, run = (str(ds.attrs[key]) for key in ("dataset", "model", "run"))
+    except KeyError as err:
+        raise UserError(f"a training or geometry store lacks attr {err.args[0]} (written by an "
+                        "older ntpgeom); rerun its train and geometry steps") from None
+    return dataset, model, run
+
+
 def check_contract(ds, path: str | os.PathLike, kind: str) -> None:
     """Refuse a store of kind ``kind`` (:data:`CONTRACTS`) that lacks a variable, has other dims
     or a non-float or non-finite value."""

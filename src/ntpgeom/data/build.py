@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ntpgeom.config import from_section, to_section
@@ -20,6 +19,7 @@ from ntpgeom.data import corpus, ngrams, synthetic
 from ntpgeom.data.table import Table
 from ntpgeom.data.tokenize import make_tokenizer
 from ntpgeom.errors import UserError
+from ntpgeom.store import write_store
 
 log = logging.getLogger(__name__)
 
@@ -122,22 +122,25 @@ def make_table(dataset: dict[str, Any], table: TableConfig | Mapping[str, Any], 
 
 
 def build_table(dataset: dict[str, Any], table: TableConfig | Mapping[str, Any], *,
-                out: str | Path, name: str = "", progress: bool = True) -> Table:
-    """Build a dataset's table, check it suits the theory, and write ``out`` atomically.
+                name: str = "", progress: bool = True):
+    """Build a dataset's table and check it suits the theory: the ``table.zarr`` dataset.
 
-    The store's provenance records the settings used (``table``, every key with its value).
+    Its provenance records the settings used (``table``, every key with its value) and, as attr
+    ``dataset``, the dataset's name (``name``; none for a table built by hand), which the
+    stores trained on it carry on.
     """
     start = time.perf_counter()
     config = TableConfig.from_dict(table)
     result = make_table(dataset, config, progress=progress)
     result.check_for_theory(where=f"dataset {name}" if name else "table")
+    if name:
+        result.attrs["dataset"] = name
     wall = time.perf_counter() - start
-    result.save(out, {"dataset": dataset, "table": config.to_dict(), "name": name},
-                wall_seconds=wall)
     log.info("%s: m=%d contexts, V=%d tokens, n=%d pairs, H=%.4f nats, mean support %.2f "
-             "(%.1f s)", out, result.m, result.V, result.n, result.entropy,
+             "(%.1f s)", name or "table", result.m, result.V, result.n, result.entropy,
              result.support_size.mean(), wall)
-    return result
+    return result.to_dataset({"dataset": dataset, "table": config.to_dict(), "name": name},
+                             wall_seconds=wall)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -198,4 +201,4 @@ def _run(args: argparse.Namespace) -> None:
         {**{k: getattr(args, k) for k in names},
          "tokenizer": {"kind": args.tokenizer, "path": args.tokenizer_path}})
     dataset = {"source": "text", "text": {"path": args.corpus, "separator": separator}}
-    build_table(dataset, table, out=args.out, progress=not args.no_progress)
+    write_store(build_table(dataset, table, progress=not args.no_progress), args.out)

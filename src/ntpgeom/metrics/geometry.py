@@ -2,25 +2,23 @@
 
 :func:`run_geometry` evaluates one training run against the theory's predictions (each solver's
 L^mm, S̄ and the raw support S; paper §1.4–1.8, §3) and returns the
-``results/{dataset}/geometry/{model}/{run}.zarr`` dataset; :func:`geometry_store` is its I/O.
+``results/{dataset}/geometry/{model}/{run}.zarr`` dataset (``scripts/geometry.py`` reads and
+writes the stores).
 Variable names and meanings: :mod:`ntpgeom.metrics.vocabulary`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from ntpgeom.config import from_section, to_section
-from ntpgeom.data.table import load
 from ntpgeom.errors import UserError
 from ntpgeom.metrics.chance import CHANCE_DRAWS, CHANCE_SEED, chance_variables, onehot_chance
 from ntpgeom.metrics.core import (
@@ -39,7 +37,7 @@ from ntpgeom.metrics.core import (
     twonn_dimension,
 )
 from ntpgeom.metrics.vocabulary import describe
-from ntpgeom.store import open_store, provenance, write_store
+from ntpgeom.store import provenance
 from ntpgeom.theory.reference import RANK_RTOL
 
 log = logging.getLogger(__name__)
@@ -117,6 +115,7 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *,
         layer, dim, context) adds the context-side comparisons at every depth on (``step``,
         ``layer``, ``target``), see :func:`layer_metrics`.
     """
+    start = time.perf_counter()
     train = train.transpose("step", "token", "dim", "context", ...)
     tokens = [str(t) for t in train["token"].values]
     contexts = [str(c) for c in train["context"].values]
@@ -213,11 +212,15 @@ def run_geometry(train, table, reference, svm: Mapping[str, Any], *,
         coords["layer"] = np.array([str(x) for x in train["layer"].values], dtype=object)
     ds = xr.Dataset(data, coords=coords)
     describe(ds)
-    ds.attrs = {"model": str(train.attrs.get("model", "")), "entropy": entropy,
-                "knn_k": int(knn_k), "rank_rtol": float(rank_rtol),
-                "solvers": [str(s) for s in svm], "norm_L_star": float(np.linalg.norm(L_star)),
-                "seed": train.attrs.get("seed"), "chance_draws": CHANCE_DRAWS,
-                "chance_seed": CHANCE_SEED}
+    options = GeometryConfig(knn_k=knn_k, rank_rtol=rank_rtol)
+    ds.attrs = provenance(
+        options.to_dict(), wall_seconds=time.perf_counter() - start,
+        # The run's identity, carried over from its training store (figures match runs by it).
+        dataset=str(train.attrs.get("dataset", "")), model=str(train.attrs.get("model", "")),
+        run=str(train.attrs.get("run", "")), entropy=entropy, knn_k=int(knn_k),
+        rank_rtol=float(rank_rtol), solvers=[str(s) for s in svm],
+        norm_L_star=float(np.linalg.norm(L_star)), seed=train.attrs.get("seed"),
+        chance_draws=CHANCE_DRAWS, chance_seed=CHANCE_SEED)
     log.info("geometry: %d checkpoints × %d targets; final CE − H = %.3g, dist_L(%s) = %.3g",
              len(steps), len(names), per_step["ce_minus_entropy"][-1], names[0],
              comparisons["dist_L"][-1, 0])
@@ -256,22 +259,3 @@ def layer_metrics(train, targets: Mapping[str, Mapping[str, np.ndarray]], names:
     data: dict[str, Any] = {k: (("step", "layer", "target"), v) for k, v in out.items()}
     data.update({k: (("step", "layer"), v) for k, v in onehot.items()})
     return data
-
-
-def geometry_store(*, train: str, table: str, reference: str, svm: Sequence[str] | str,
-                   out: str, options: GeometryConfig | Mapping[str, Any] | None = None) -> None:
-    """Read the stores of one run, compute :func:`run_geometry` with the ``geometry`` section
-    ``options`` (default: its defaults) and write it atomically to ``out``; the store's
-    provenance records the options.
-
-    ``svm`` lists ``.../svm/{solver}.zarr`` paths; the solver's name is the file stem.
-    """
-    start = time.perf_counter()
-    options = GeometryConfig.from_dict(options or {})
-    paths = [svm] if isinstance(svm, str) else list(svm)
-    ds = run_geometry(open_store(train), load(table), open_store(reference),
-                      {Path(p).name.removesuffix(".zarr"): open_store(p) for p in paths},
-                      **dataclasses.asdict(options))
-    ds.attrs = provenance(options.to_dict(), wall_seconds=time.perf_counter() - start,
-                          **ds.attrs)
-    write_store(ds, out)

@@ -31,11 +31,13 @@ the ids unchanged.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 import numpy as np
 
 from ntpgeom.metrics.core import center_columns
+from ntpgeom.store import provenance
 from ntpgeom.theory.reference import RANK_RTOL
 
 log = logging.getLogger(__name__)
@@ -258,6 +260,7 @@ def run_semantics(train, table, reference, svm=None, *, theta: float = THETA, ma
 
     from ntpgeom.metrics.vocabulary import describe
 
+    start = time.perf_counter()
     train = train.transpose("step", "token", "dim", "context", ...)
     if [str(t) for t in train["token"].values] != list(table.tokens) or \
             [str(c) for c in train["context"].values] != list(table.contexts):
@@ -353,25 +356,15 @@ def run_semantics(train, table, reference, svm=None, *, theta: float = THETA, ma
         coords["level"] = np.arange(1, labels.shape[1] + 1)
     ds = xr.Dataset(data, coords=coords)
     describe(ds)
-    ds.attrs = {"model": str(train.attrs.get("model", "")), "theta": float(theta),
-                "theta_units": "logits", "zero_rtol": float(zero_rtol),
-                "degeneracy_rtol": float(degeneracy_rtol), "kmeans_seed": int(kmeans_seed),
-                "seed": train.attrs.get("seed")}
+    options = {"theta": theta, "max_k": max_k, "zero_rtol": zero_rtol,
+               "degeneracy_rtol": degeneracy_rtol, "pole_words": pole_words,
+               "kmeans_seed": kmeans_seed}  # the `semantics` section, as the store's config
+    ds.attrs = provenance(
+        options, wall_seconds=time.perf_counter() - start,
+        dataset=str(train.attrs.get("dataset", "")), model=str(train.attrs.get("model", "")),
+        run=str(train.attrs.get("run", "")), theta=float(theta), theta_units="logits",
+        zero_rtol=float(zero_rtol), degeneracy_rtol=float(degeneracy_rtol),
+        kmeans_seed=int(kmeans_seed), seed=train.attrs.get("seed"))
     log.info("semantics: learn steps (S̄) %s for σ %s", learned[0, :min(r, 8)].tolist(),
              np.round(sigma[0, :min(r, 8)], 4).tolist())
     return ds
-
-
-def semantics_store(*, train: str, table: str, reference: str, svm: str | None = None,
-                    out: str, config=None, **options) -> None:
-    """Read one run's stores, compute :func:`run_semantics` and write it atomically to ``out``."""
-    import time
-
-    from ntpgeom.data.table import load
-    from ntpgeom.store import open_store, provenance, write_store
-
-    start = time.perf_counter()
-    ds = run_semantics(open_store(train), load(table), open_store(reference),
-                       open_store(svm) if svm else None, **options)
-    ds.attrs = provenance(config, wall_seconds=time.perf_counter() - start, **ds.attrs)
-    write_store(ds, out)

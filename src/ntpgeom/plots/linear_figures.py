@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ntpgeom.plots.figures import _new, _positive, _step_axis
+from ntpgeom.plots.style import new_figure, positive, step_axis
 
 #: W^mm in matplotlib's mathtext (as ntpgeom.plots.figures.LMM; h̄_j likewise, a plain combining
 #: overline is not drawn).
@@ -59,9 +59,9 @@ def _style(name: str, ds) -> dict[str, Any]:
 
 def _panel_ce(ax, b: LinearBundle) -> None:
     for name, ds in b.runs.items():
-        ax.plot(ds["trace_step"].values + 1.0, _positive(ds["trace_ce_minus_entropy"].values),
+        ax.plot(ds["trace_step"].values + 1.0, positive(ds["trace_ce_minus_entropy"].values),
                 **_style(name, ds))
-    _step_axis(ax, "iteration k + 1")
+    step_axis(ax, "iteration k + 1")
     ax.set_yscale("log")
     ax.set_ylabel("CE(W_k) − H  (nats)")
     ax.set_title("CE − H → 0", fontsize=10)
@@ -74,7 +74,7 @@ def _panel_norm(ax, b: LinearBundle) -> None:
     norm_star = b.reference.attrs.get("norm_W_star")
     ax.axhline(norm_star, color="grey", ls=":", lw=1, label="‖W*‖")
     ax.axhline(norm_mm, color="black", ls="--", lw=1, label=f"‖{WMM}‖")
-    _step_axis(ax, "iteration k + 1")
+    step_axis(ax, "iteration k + 1")
     ax.set_yscale("log")
     ax.set_ylabel("‖W_k‖_F")
     ax.set_title("‖W_k‖ → ∞", fontsize=10)
@@ -90,7 +90,7 @@ def _panel_corr(ax, b: LinearBundle) -> None:
         ax.plot(x, ds["corr_W_offset"].values, color=st["color"], ls="--",
                 label=f"{st['label']}: W_k − W*", **extra)
     ax.axhline(1.0, color="black", lw=0.8)
-    _step_axis(ax, "iteration k + 1")
+    step_axis(ax, "iteration k + 1")
     ax.set_ylim(-0.1, 1.05)
     ax.set_ylabel(f"⟨W/‖W‖, {WMM}/‖{WMM}‖⟩")
     ax.set_title(f"correlation with {WMM} → 1 (solid W_k, dashed W_k − W*)", fontsize=10)
@@ -98,9 +98,9 @@ def _panel_corr(ax, b: LinearBundle) -> None:
 
 def _panel_in_support(ax, b: LinearBundle) -> None:
     for name, ds in b.runs.items():
-        ax.plot(ds["step"].values + 1.0, _positive(ds["in_support_error_W"].values), marker=".",
+        ax.plot(ds["step"].values + 1.0, positive(ds["in_support_error_W"].values), marker=".",
                 ms=3, **_style(name, ds))
-    _step_axis(ax, "iteration k + 1")
+    step_axis(ax, "iteration k + 1")
     ax.set_yscale("log")
     ax.set_ylabel("‖P_F(W_k) − W*‖_F")
     ax.set_title("‖P_F(W_k) − W*‖ → 0", fontsize=10)
@@ -114,7 +114,7 @@ PANELS: dict[str, Callable[[Any, LinearBundle], None]] = {
 
 def _single(name: str) -> Callable[[LinearBundle], Any]:
     def draw(b: LinearBundle) -> Any:
-        fig, ax = _new(1, 1, (6, 4.2))
+        fig, ax = new_figure(1, 1, (6, 4.2))
         PANELS[name](ax[0, 0], b)
         ax[0, 0].legend(fontsize=7)
         fig.suptitle(b.title(), fontsize=9)
@@ -127,7 +127,7 @@ def _single(name: str) -> Callable[[LinearBundle], Any]:
 def optimizers(b: LinearBundle) -> Any:
     """All four panels (CE − H, ‖W_k‖, correlations, ‖P_F(W_k) − W*‖), optimizers overlaid:
     the NeurIPS paper's Fig. 3, with AdamW added."""
-    fig, axes = _new(2, 2, (12, 8.5))
+    fig, axes = new_figure(2, 2, (12, 8.5))
     for ax, panel in zip(axes.ravel(), PANELS.values(), strict=True):
         panel(ax, b)
     for ax in axes.ravel():
@@ -159,7 +159,7 @@ def toy(table, H_bar: np.ndarray, W_mm: np.ndarray, W_star: np.ndarray) -> Any:
     """The 2-D toy (NeurIPS Figs. 1–2): the rows w_z of W^mm and of W* as arrows, the fixed h̄_j
     as dashed arrows. W^mm depends on the supports only, so w1 = w5 (same support pattern);
     W* depends on the probabilities, so w1 ≠ w5."""
-    fig, axes = _new(1, 2, (11, 5.2))
+    fig, axes = new_figure(1, 2, (11, 5.2))
     S = table.S()
     supports = ", ".join("{" + ",".join(str(z + 1) for z in np.flatnonzero(S[:, j])) + "}"
                          for j in range(table.m))

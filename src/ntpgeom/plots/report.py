@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ntpgeom.plots.bundle import ALL_DATASETS
+from ntpgeom.store import run_identity, solver_name
 from ntpgeom.theory.reference import RANK_RTOL, nuclear_norm, reldir
 
 log = logging.getLogger(__name__)
@@ -476,8 +478,6 @@ def render_html(numbers: Mapping[str, Mapping[str, Any]],
     parts += _similarity_section(numbers)
     parts += _claims_section(numbers, linear or {})
     if overlays:
-        from ntpgeom.plots.figures import ALL_DATASETS
-
         parts.append("<h2>Figures: all datasets</h2><p>The figures the paper overlays (F1, F2, "
                      "F3, F7): every training run of every dataset on one set of axes, each "
                      "(dataset, model) in the same colour as in its dataset's own figures "
@@ -509,35 +509,32 @@ def build_report(out: str | os.PathLike, *, datasets: Mapping[str, Mapping[str, 
                  linear: Mapping[str, Mapping[str, Any]] | None = None,
                  toy: str | os.PathLike | None = None,
                  semantics: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
-    """Read each dataset's stores and figures and write the report to ``out``.
+    """Write the report to ``out`` from each dataset's opened stores and figures.
 
-    ``datasets`` maps a dataset to its paths: ``table``, ``reference``, ``svm`` (list),
-    ``geometry`` (list of ``.../geometry/{model}/{run}.zarr``) and ``figures`` (list of PNGs).
-    ``overlays``: the PNGs of the figures across datasets (``results/figures/<name>.png``).
-    ``linear`` maps "dataset/embedding" to its paths: ``reference`` (the linear
-    ``reference.zarr``), ``train`` (list of ``.../train/{optimizer}.zarr``), ``figures`` (list of
-    PNGs, ``<name>.png``); ``toy``: the 2-D toy's PNG. ``semantics`` maps
-    "dataset/model/run" to ``store`` (its semantics store) and ``figures`` (list of PNGs).
+    ``datasets`` maps a dataset to its ``table`` (:class:`~ntpgeom.data.table.Table`),
+    ``reference`` (``reference.zarr``), ``svm`` (``svm/{solver}.zarr`` datasets, config order),
+    ``geometry`` (its runs' geometry stores) and ``figures`` (PNG paths). ``overlays``: the PNGs
+    of the figures across datasets (``results/figures/<name>.png``). ``linear`` maps
+    "dataset/embedding" to its ``reference`` (the linear ``reference.zarr``), ``train`` (its
+    runs' stores) and ``figures`` (``<name>.png`` paths); ``toy``: the 2-D toy's PNG.
+    ``semantics`` maps "dataset/model/run" to ``store`` (its semantics store) and ``figures``.
+    Solutions are named by :func:`~ntpgeom.store.solver_name`, runs by
+    :func:`~ntpgeom.store.run_identity`, linear runs by their attr ``optimizer_name``.
     """
-    from ntpgeom.data.table import load
-    from ntpgeom.plots.figio import run_id
-    from ntpgeom.store import open_store
-
     numbers, figures = {}, {}
-    for ds, paths in datasets.items():
-        svm = {Path(p).name.removesuffix(".zarr"): open_store(p) for p in paths["svm"]}
-        runs = {"/".join(run_id(p)): open_store(p) for p in paths["geometry"]}
-        numbers[ds] = dataset_numbers(load(paths["table"]), open_store(paths["reference"]), svm,
-                                      runs)
-        figures[ds] = [(Path(p).stem, p) for p in paths["figures"]]
+    for ds, stores in datasets.items():
+        svm = {solver_name(s): s for s in stores["svm"]}
+        runs = {"/".join(run_identity(g)[1:]): g for g in stores["geometry"]}
+        numbers[ds] = dataset_numbers(stores["table"], stores["reference"], svm, runs)
+        figures[ds] = [(Path(p).stem, p) for p in stores["figures"]]
     overlay_figs = [(Path(p).stem, p) for p in overlays]
     lin_numbers, lin_figures = {}, {}
-    for key, paths in (linear or {}).items():
-        runs = {Path(p).name.removesuffix(".zarr"): open_store(p) for p in paths["train"]}
-        lin_numbers[key] = linear_numbers(open_store(paths["reference"]), runs)
-        lin_figures[key] = [(Path(p).stem, p) for p in paths["figures"]]
-    sem_numbers = {key: semantics_numbers(open_store(paths["store"]))
-                   for key, paths in (semantics or {}).items()}
+    for key, stores in (linear or {}).items():
+        runs = {str(r.attrs["optimizer_name"]): r for r in stores["train"]}
+        lin_numbers[key] = linear_numbers(stores["reference"], runs)
+        lin_figures[key] = [(Path(p).stem, p) for p in stores["figures"]]
+    sem_numbers = {key: semantics_numbers(stores["store"])
+                   for key, stores in (semantics or {}).items()}
     sem_figures = {key: [(Path(p).stem, p) for p in paths["figures"]]
                    for key, paths in (semantics or {}).items()}
     names = ({name for figs in figures.values() for name, _ in figs}

@@ -1,8 +1,9 @@
 """The semantics figures (``docs/semantics.md``), one function each, no I/O.
 
 Each takes a run's ``results/{dataset}/semantics/{model}/{run}.zarr`` dataset (opened) and
-returns a Figure; :func:`render_to` writes PNG and PDF. Rule ``fig_semantics_<name>``
-(``rules/semantics.smk``) draws ``results/{dataset}/figures/semantics/{model}/{run}/<name>.png``.
+returns a Figure; ``scripts/semantics_figure.py`` opens the store and writes PNG and PDF. Rule
+``fig_semantics_<name>`` (``rules/semantics.smk``) draws
+``results/{dataset}/figures/semantics/{model}/{run}/<name>.png``.
 
 - ``strength``: ā_k(t) of each degenerate block of S̄ against log step, θ and the learning
   steps marked (check 4: the blocks cross θ in the order of σ);
@@ -18,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ntpgeom.plots.figures import _new, _step_axis
+from ntpgeom.plots.style import new_figure, step_axis
 
 
 def _title(ds) -> str:
@@ -27,7 +28,7 @@ def _title(ds) -> str:
 
 def strength(ds):
     """Mode strength against log step, one curve per degenerate block of S̄."""
-    fig, axes = _new(1, 1, (6.4, 4.2))
+    fig, axes = new_figure(1, 1, (6.4, 4.2))
     ax = axes[0, 0]
     s = ds.sel(target="S_bar")
     steps = ds["step"].values + 1.0
@@ -44,7 +45,7 @@ def strength(ds):
         if np.isfinite(t):
             ax.axvline(t + 1.0, color=colors[b], ls=":", lw=1)
     ax.axhline(theta, color="grey", ls="--", lw=1, label=f"θ = {theta:g}")
-    _step_axis(ax)
+    step_axis(ax)
     ax.set_ylabel("mode strength ā_k = mean u_iᵀ L_t v_i over the block (logits)")
     ax.set_title(f"Learning order of S̄'s modes: {_title(ds)}")
     ax.legend(fontsize=7, ncol=2)
@@ -53,7 +54,7 @@ def strength(ds):
 
 def order(ds):
     """Learning step against 1/σ, per target."""
-    fig, axes = _new(1, 1, (5.2, 4.2))
+    fig, axes = new_figure(1, 1, (5.2, 4.2))
     ax = axes[0, 0]
     for i, target in enumerate(ds["target"].values):
         s = ds.sel(target=target)
@@ -72,7 +73,7 @@ def order(ds):
 def clusters(ds):
     """Words on the trained L's two top concept directions, coloured by their cluster at k = 2;
     the clusters at the largest k listed beside."""
-    fig, axes = _new(1, 2, (11, 4.6))
+    fig, axes = new_figure(1, 2, (11, 4.6))
     ids = ds["orthant_W"].values[-1]
     k_used = int(ds["k_used"].values[-1])
     tokens = [str(t) for t in ds["token"].values]
@@ -115,11 +116,3 @@ def clusters(ds):
 #: name → drawing function; rule fig_semantics_<name> draws each.
 SEMANTICS_FIGURES: dict[str, Callable] = {"strength": strength, "order": order,
                                           "clusters": clusters}
-
-
-def render_to(name: str, *, store: str, png: str, pdf: str) -> None:
-    """Open the semantics store, draw figure ``name``, write PNG and PDF."""
-    from ntpgeom.plots.figio import save
-    from ntpgeom.store import open_store
-
-    save(SEMANTICS_FIGURES[name](open_store(store)), png, pdf)

@@ -1,4 +1,4 @@
-"""The training stage: one run → its trajectory store, from files (Snakemake, CLI), and the CLI.
+"""The training stage: one run → its trajectory store (``scripts/train.py``, the CLI), and the CLI.
 
 ``ntpgeom train TABLE --model ufm --out X.zarr ...`` trains one run through the engine
 (:func:`ntpgeom.train.engine.fit`) and writes ``train/{model}/{run}.zarr`` (``docs/artifacts.md``),
@@ -54,13 +54,6 @@ def train(table: Table, config: TrainConfig, *, out: str | os.PathLike,
     return ds
 
 
-def train_from_files(table: str | os.PathLike, out: str | os.PathLike, settings: dict[str, Any],
-                     *, progress: bool | None = None) -> None:
-    """Read ``table.zarr``, train with ``settings`` (a ``train`` config mapping), write ``out``."""
-    config = TrainConfig.from_dict(settings)
-    train(load(table), config, out=out, progress=progress)
-
-
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("train", help="train the UFM or the transformer on a table",
                               description="Train one run on a table.zarr and write its "
@@ -107,4 +100,5 @@ def add_parser(subparsers) -> None:
 def _cli(args) -> None:
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     settings = {k: v for k, v in vars(args).items() if k in names}
-    train_from_files(args.table, args.out, settings, progress=False if args.no_progress else None)
+    train(load(args.table), TrainConfig.from_dict(settings), out=args.out,
+          progress=False if args.no_progress else None)

@@ -28,6 +28,7 @@ from ntpgeom.data.table import Table
 from ntpgeom.errors import UserError
 from ntpgeom.store import provenance
 from ntpgeom.train.config import TrainConfig
+from ntpgeom.train.runs import run_name
 
 #: Version of the checkpoint layout; 2: one state per run (``models``/``optimizers`` lists).
 CHECKPOINT_FORMAT = 2
@@ -219,8 +220,13 @@ def trajectory_dataset(traj: Trajectory, table: Table, config: TrainConfig,
     hyper = config.hyperparameters()
     hyper.pop("model")
     hyper["device_requested"] = hyper.pop("device")  # `device` is where it actually ran
+    # The run's identity (dataset, model, run), which figures and geometry stores go by; a
+    # linear-study run is named by its optimizer instead (studies/linear.py).
+    identity = {"dataset": str(table.attrs.get("dataset", "")), "model": config.model}
+    if config.model != "linear":
+        identity["run"] = run_name(config.d, config.ridge, config.seed, config.init_scale)
     ds.attrs = provenance({**config.to_dict(), **(extra_config or {})},
-                          wall_seconds=traj.wall_seconds, model=config.model, **hyper,
+                          wall_seconds=traj.wall_seconds, **identity, **hyper,
                           device=traj.device, cuda_graph=traj.graph,
                           torch_version=torch.__version__, entropy=H_ent, entropy_units="nats",
                           m=table.m, V=table.V, n=table.n, table_digest=table_digest(table),

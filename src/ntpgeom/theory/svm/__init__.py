@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ntpgeom.data.table import Table
+from ntpgeom.data.table import Table, load
 from ntpgeom.errors import UserError
 from ntpgeom.theory.reference import (
     RANK_RTOL,
@@ -45,7 +45,7 @@ from ntpgeom.theory.reference import (
 from ntpgeom.theory.svm.config import SOLVERS, AdmmOptions, MosekOptions, ScsOptions, SvmConfig
 
 __all__ = ["SOLVERS", "AdmmOptions", "MosekOptions", "ScsOptions", "SvmConfig", "check_table",
-           "is_ksubset", "load_table", "solve", "solve_options", "to_dataset"]
+           "is_ksubset", "solve", "solve_options", "to_dataset"]
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +128,9 @@ def solve(table: Table, *, solver: str = _DEFAULT.solvers[0], gap_tol: float = _
     xarray.Dataset
         ``L_mm`` (token, context), ``W_mm`` (token, rank), ``H_mm`` (rank, context),
         ``singular_values`` (rank); admm adds its convergence history on dim ``iteration``.
-        Attrs: ``solver``, ``status``, ``nuclear_norm``, ``lower_bound``, ``max_violation``,
-        ``gap``, ``solve_seconds``, ``rank``, ``solver_options`` and provenance.
+        Attrs: ``solver_name`` (as asked), ``solver`` (what ran), ``status``, ``nuclear_norm``,
+        ``lower_bound``, ``max_violation``, ``gap``, ``solve_seconds``, ``rank``,
+        ``solver_options`` and provenance.
 
     Raises
     ------
@@ -143,7 +144,8 @@ def solve(table: Table, *, solver: str = _DEFAULT.solvers[0], gap_tol: float = _
     S = check_table(table)
     V, m = S.shape
     ksubset = is_ksubset(S)
-    extra: dict[str, Any] = {}
+    # The name asked for labels the solution downstream; ``solver`` becomes what ran (auto → scs).
+    extra: dict[str, Any] = {"solver_name": solver}
     history = None
     start = time.perf_counter()
     if solver == "admm":
@@ -157,8 +159,8 @@ def solve(table: Table, *, solver: str = _DEFAULT.solvers[0], gap_tol: float = _
         except ValueError as err:  # bad device or option: the admm core stays torch-only
             raise UserError(f"svm solver admm: {err}") from err
         L, status, gap, lower, solved = res.L, res.status, res.gap, res.lower_bound, res.seconds
-        extra = {"iterations": res.iterations, "device": res.device,
-                 "extrapolations_rejected": res.extrapolations_rejected}
+        extra.update(iterations=res.iterations, device=res.device,
+                     extrapolations_rejected=res.extrapolations_rejected)
         history = res.history
     elif solver == "closed_form":
         if not ksubset:
@@ -184,9 +186,8 @@ def solve(table: Table, *, solver: str = _DEFAULT.solvers[0], gap_tol: float = _
         L, status, gap, lower, solved = res.L, res.status, res.gap, res.lower_bound, res.seconds
         options = {**options, **res.options}
         solver = res.solver
-        extra = {"iterations": res.iterations, "compile_seconds": res.compile_seconds,
-                 "raw_max_violation": res.raw_max_violation,
-                 "projected_onto_constraints": True}
+        extra.update(iterations=res.iterations, compile_seconds=res.compile_seconds,
+                     raw_max_violation=res.raw_max_violation, projected_onto_constraints=True)
     if ksubset:
         extra["closed_form_reldir"] = reldir(L, centered_support(S))
         if extra["closed_form_reldir"] > CLOSED_FORM_RTOL:
@@ -315,7 +316,7 @@ def _run_cli(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    table = load_table(args.table)
+    table = load(args.table)
     options = {k: getattr(args, k) for k in (
         "solver", "gap_tol", "time_limit", "device", "residual_tol", "max_iter", "check_every",
         "anderson", "float32_until", "eps", "max_iters", "memory_limit_mb", "rank_rtol")}
@@ -323,12 +324,3 @@ def _run_cli(args: argparse.Namespace) -> None:
     write_store(ds, args.out)
     print(f"{args.out}: {ds.attrs['solver']} {ds.attrs['status']}, ‖L_mm‖_* = "
           f"{ds.attrs['nuclear_norm']:.10g}, rank {ds.attrs['rank']}, gap {ds.attrs['gap']}")
-
-
-def load_table(path: str | Path) -> Table:
-    """Read a ``table.zarr`` for the solvers: :func:`ntpgeom.data.table.load`, which turns a
-    damaged or malformed store into a :class:`UserError` (``prob`` is checked too, although the
-    solvers only use the support)."""
-    from ntpgeom.data.table import load
-
-    return load(path)
