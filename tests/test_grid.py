@@ -130,6 +130,16 @@ def test_closed_form_needs_a_ksubset_table():
         max_margin_logits(random_table(6, 5), "scs")
 
 
+def test_svm_L_mm_comes_from_the_opened_store():  # noqa: N802
+    t = random_table(6, 5)
+    L = np.arange(t.V * t.m, dtype=float).reshape(t.V, t.m)
+    svm = xr.Dataset({"L_mm": (("context", "token"), L.T)})  # any dim order: read as (V, m)
+    np.testing.assert_array_equal(max_margin_logits(t, "scs", svm), L)
+    with pytest.raises(UserError, match=r"results/t/svm/scs.zarr: L_mm is \(5, 5\), the table"):
+        max_margin_logits(t, "scs", svm.isel(token=slice(0, 5)),
+                          where="results/t/svm/scs.zarr")
+
+
 def test_rank_limited_distance_is_eckart_young():
     rng = np.random.default_rng(0)
     L = rng.normal(size=(7, 9))

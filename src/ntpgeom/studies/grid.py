@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from ntpgeom.errors import UserError
 from ntpgeom.metrics.trajectory import LOGIT_METRICS, run_metrics, target_metrics
 from ntpgeom.metrics.vocabulary import describe
 from ntpgeom.theory.reference import RANK_RTOL
+
+if TYPE_CHECKING:  # xarray only where a store is built: the workflow imports this at parse time
+    import xarray as xr
 
 log = logging.getLogger(__name__)
 
@@ -309,14 +312,25 @@ def reweight_counts(table: Table, count_model: str, *, zipf_a: float = 1.0) -> T
                  pair_count=counts, source=table.source, attrs=attrs)
 
 
-def max_margin_logits(table: Table, solver: str, svm_store: str | Path | None = None
-                      ) -> np.ndarray:
-    """L^mm (V × m) for a point: S̄ in closed form, or read from the svm stage's store.
+def max_margin_logits(table: Table, solver: str, svm: xr.Dataset | None = None, *,
+                      where: str = "the svm store") -> np.ndarray:
+    """L^mm (V × m) for a point: S̄ in closed form, or the svm stage's solution.
+
+    Parameters
+    ----------
+    table : Table
+    solver : str
+        ``closed_form``, or the svm stage solver whose store ``svm`` is.
+    svm : xarray.Dataset, optional
+        The opened ``results/{dataset}/svm/{solver}.zarr`` (unused for ``closed_form``).
+    where : str
+        What to call ``svm`` in error messages (the script passes its path).
 
     Raises
     ------
     UserError
-        If ``closed_form`` is asked for a table without a closed form, or the store is missing.
+        If ``closed_form`` is asked for a table without a closed form, the store is missing, or
+        its L^mm is not of the table's shape.
     """
     from ntpgeom.theory.reference import centered_support
 
@@ -326,15 +340,12 @@ def max_margin_logits(table: Table, solver: str, svm_store: str | Path | None = 
                             f"'{table.source}' has none: set the grid's solver to an svm stage "
                             "solver (e.g. fixed: {solver: scs})")
         return centered_support(table.S())
-    if svm_store is None:
+    if svm is None:
         raise UserError(f"solver: '{solver}' needs the svm stage's store "
                         "results/{dataset}/svm/{solver}.zarr")
-    from ntpgeom.store import open_store
-
-    ds = open_store(svm_store)
-    L = ds["L_mm"].transpose("token", "context").values
+    L = svm["L_mm"].transpose("token", "context").values
     if L.shape != (table.V, table.m):
-        raise UserError(f"{svm_store}: L_mm is {L.shape}, the table is {(table.V, table.m)}; "
+        raise UserError(f"{where}: L_mm is {L.shape}, the table is {(table.V, table.m)}; "
                         "rebuild the svm store")
     return np.asarray(L, dtype=float)
 
