@@ -21,11 +21,11 @@ import itertools
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -394,16 +394,27 @@ def point_dataset(history: Mapping[str, np.ndarray], *, table: Table,
     return ds
 
 
-def aggregate(spec: GridSpec, stores: Mapping[str, str | Path]):
+def incomplete_batch(spec: GridSpec, path: str | os.PathLike) -> UserError:
+    """The error for a batch store without ``zarr.json``: an interrupted write never counts (the
+    aggregate's script checks each store before opening it)."""
+    return UserError(f"grids.{spec.name}: batch store {path} is incomplete or missing; "
+                     "rerun the grid (snakemake --rerun-incomplete)")
+
+
+def aggregate(spec: GridSpec, batches: Mapping[str, xr.Dataset], *,
+              where: Mapping[str, str | os.PathLike] | None = None):
     """Stack every point into one dataset with the grid's axes as dimensions.
 
     Parameters
     ----------
     spec : GridSpec
         The grid.
-    stores : mapping
-        Batch name (:func:`batch_names`) → path of its store (:func:`batch_dataset`); together
+    batches : mapping
+        Batch name (:func:`batch_names`) → its opened store (:func:`batch_dataset`); together
         they must hold every point of the grid.
+    where : mapping, optional
+        Batch name → what to call its store in error messages (the script passes the paths);
+        by default the batch's name.
 
     Returns
     -------
@@ -415,28 +426,25 @@ def aggregate(spec: GridSpec, stores: Mapping[str, str | Path]):
     Raises
     ------
     UserError
-        If a batch is missing or its store is not complete (no ``zarr.json``: an interrupted write
-        never counts), or lacks one of its points.
+        If a batch is missing or its store lacks one of its points. (An incomplete store, one
+        without ``zarr.json``, is refused before it is opened: :func:`incomplete_batch`.)
     """
     import xarray as xr
 
-    from ntpgeom.store import open_store, provenance
+    from ntpgeom.store import provenance
 
-    batches = batch_names(spec)
-    missing = [b for b in batches if b not in stores]
+    names = batch_names(spec)
+    missing = [b for b in names if b not in batches]
     if missing:
         raise UserError(f"grids.{spec.name}: {len(missing)} batches have no store, e.g. "
                         f"'{missing[0]}'; run the grid first")
     found: dict[str, Any] = {}
-    for name, patterns in batches.items():
-        path = Path(stores[name])
-        if not (path / "zarr.json").is_file():
-            raise UserError(f"grids.{spec.name}: batch store {path} is incomplete or missing; "
-                            "rerun the grid (snakemake --rerun-incomplete)")
-        ds = open_store(path)
+    for name, patterns in names.items():
+        ds = batches[name]
         held = [str(p) for p in ds["point"].values]
         if held != list(patterns):
-            raise UserError(f"grids.{spec.name}: batch store {path} holds points {held[:3]}…, "
+            label = where[name] if where is not None else f"'{name}'"
+            raise UserError(f"grids.{spec.name}: batch store {label} holds points {held[:3]}…, "
                             f"not the grid's {list(patterns)[:3]}…; rerun the grid")
         for pattern in patterns:
             found[pattern] = ds.sel(point=pattern, drop=True)
