@@ -4,14 +4,23 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from ntpgeom.store import script_main, write_store  # noqa: E402
-from ntpgeom.studies.grid import GridSpec, aggregate, batch_names  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from ntpgeom.store import open_store, script_main, write_store  # noqa: E402
+from ntpgeom.studies.grid import GridSpec, aggregate, batch_names, incomplete_batch  # noqa: E402
 
 
 def main() -> None:
     spec = GridSpec(**snakemake.params.grid)
-    stores = dict(zip(batch_names(spec), snakemake.input.batches, strict=True))
-    write_store(aggregate(spec, stores), snakemake.output.grid)
+    paths = {name: Path(p) for name, p in zip(batch_names(spec), snakemake.input.batches,
+                                              strict=True)}
+    batches = {}
+    for name, path in paths.items():
+        # A write killed half-way leaves no zarr.json: such a store never counts as a batch.
+        if not (path / "zarr.json").is_file():
+            raise incomplete_batch(spec, path)
+        batches[name] = open_store(path)
+    write_store(aggregate(spec, batches, where=paths), snakemake.output.grid)
 
 
 script_main(main)

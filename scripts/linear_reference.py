@@ -4,15 +4,18 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from ntpgeom.store import script_main  # noqa: E402
-from ntpgeom.studies.linear import reference_files  # noqa: E402
+from ntpgeom.data.table import load  # noqa: E402
+from ntpgeom.store import open_store, script_main, write_store  # noqa: E402
+from ntpgeom.studies.linear import linear_reference_for  # noqa: E402
 
 
 def main() -> None:
-    spec = snakemake.params.spec
+    table = load(snakemake.input.table)
+    # Source random reads no store: its input function gives [], not a path.
     store = snakemake.input.get("store") or None
-    reference_files(table=snakemake.input.table, out=snakemake.output.reference,
-                    store=store if isinstance(store, str) else None, **spec)
+    ds = linear_reference_for(table, store=open_store(store) if isinstance(store, str) else None,
+                              **snakemake.params.spec)
+    write_store(ds, snakemake.output.reference)
 
 
 script_main(main)

@@ -6,14 +6,17 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 import torch  # noqa: E402
 
-from ntpgeom.store import script_main  # noqa: E402
-from ntpgeom.studies.linear import train_files  # noqa: E402
+from ntpgeom.data.table import load  # noqa: E402
+from ntpgeom.store import open_store, script_main  # noqa: E402
+from ntpgeom.studies.linear import train_linear  # noqa: E402
 
 
 def main() -> None:
     torch.set_num_threads(snakemake.threads)
-    train_files(table=snakemake.input.table, reference=snakemake.input.reference,
-                out=snakemake.output.train, **snakemake.params.spec)
+    reference = snakemake.input.reference
+    # The store is written by the training stage, with its resume checkpoint: no write_store here.
+    train_linear(load(snakemake.input.table), open_store(reference), out=snakemake.output.train,
+                 where=str(reference), **snakemake.params.spec)
 
 
 script_main(main)

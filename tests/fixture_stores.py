@@ -8,8 +8,9 @@
   series. The "transformer" fixture is a second UFM run (another width and seed) under that
   model name: the geometry stage only reads W, H and the logits, whatever produced them.
 - ``linear/{embedding}/reference.zarr`` and ``.../train/{optimizer}.zarr`` (the linear study)
-  are written by the package's own entry points (``ntpgeom.studies.linear.reference_files``,
-  ``train_files``, what the rules' scripts call), in this process and with few steps.
+  are made by the package's own entry points (``ntpgeom.studies.linear.linear_reference_for``,
+  ``train_linear``, what the rules' scripts call) and read and written as those scripts do, in
+  this process and with few steps.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ntpgeom.data.table import Table
-from ntpgeom.store import write_store
+from ntpgeom.data.table import Table, load
+from ntpgeom.store import open_store, write_store
 from ntpgeom.theory.reference import centered_support, factorize, nuclear_norm, reference_dataset
 
 
@@ -167,21 +168,24 @@ LINEAR = {"embeddings": {"random": {"source": "random", "d": 16, "seed": 0}},
 def write_linear(root: Path, dataset: str, linear: dict = LINEAR) -> None:
     """Write the linear stores of ``dataset`` (its table must exist) for the ``linear`` section,
     with the schema's defaults for the options it does not set (as rules/linear.smk passes)."""
-    from ntpgeom.studies.linear import reference_files, train_files
+    from ntpgeom.studies.linear import linear_reference_for, train_linear
 
     base = Path(root) / "results" / dataset
     options = {"solvers": ["clarabel", "fista"], "eps": 1e-9, "fista_tol": 1e-10,
                "fista_max_iter": 200_000, "rank_rtol": 1e-6, "epochs": 10_000, "seed": 0,
                "dtype": "float64", "checkpoints_per_decade": 10, "device": "cpu"}
     options.update({k: v for k, v in linear.items() if k in options})
+    # As scripts/linear_reference.py and scripts/linear_train.py: the table and the reference
+    # read back from their stores.
+    table = load(base / "table.zarr")
     for emb, spec in linear["embeddings"].items():
         ref = base / "linear" / emb / "reference.zarr"
-        reference_files(table=str(base / "table.zarr"), out=str(ref), embedding=spec,
-                        options=options)
+        write_store(linear_reference_for(table, embedding=spec, options=options), ref)
+        reference = open_store(ref)
         for name, opt in linear["optimizers"].items():
-            train_files(table=str(base / "table.zarr"), reference=str(ref),
-                        out=str(base / "linear" / emb / "train" / f"{name}.zarr"), spec=opt,
-                        options=options)
+            train_linear(table, reference,
+                         out=str(base / "linear" / emb / "train" / f"{name}.zarr"), spec=opt,
+                         options=options, where=str(ref))
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,6 +17,7 @@ from ntpgeom.studies.grid import (
     batch_dataset,
     batch_key,
     batch_names,
+    incomplete_batch,
     max_margin_logits,
     parse_grid,
     point_config,
@@ -128,6 +129,16 @@ def test_closed_form_needs_a_ksubset_table():
         max_margin_logits(random_table(6, 5), "closed_form")
     with pytest.raises(UserError, match="needs the svm stage's store"):
         max_margin_logits(random_table(6, 5), "scs")
+
+
+def test_svm_L_mm_comes_from_the_opened_store():  # noqa: N802
+    t = random_table(6, 5)
+    L = np.arange(t.V * t.m, dtype=float).reshape(t.V, t.m)
+    svm = xr.Dataset({"L_mm": (("context", "token"), L.T)})  # any dim order: read as (V, m)
+    np.testing.assert_array_equal(max_margin_logits(t, "scs", svm), L)
+    with pytest.raises(UserError, match=r"results/t/svm/scs.zarr: L_mm is \(5, 5\), the table"):
+        max_margin_logits(t, "scs", svm.isel(token=slice(0, 5)),
+                          where="results/t/svm/scs.zarr")
 
 
 def test_rank_limited_distance_is_eckart_young():
@@ -248,12 +259,25 @@ def _run_grid(tmp_path, s: GridSpec):
     return stores
 
 
+def _aggregate(s: GridSpec, stores):
+    """aggregate() of batch store paths as scripts/grid_aggregate.py calls it: each store refused
+    unless complete (zarr.json), then opened; the paths name the batches in error messages."""
+    from ntpgeom.store import open_store
+
+    batches = {}
+    for name, path in stores.items():
+        if not (path / "zarr.json").is_file():
+            raise incomplete_batch(s, path)
+        batches[name] = open_store(path)
+    return aggregate(s, batches, where=stores)
+
+
 def test_aggregate_has_axes_as_dims_in_declared_order(tmp_path):
     s = parse_grid("g", {"axes": {"d": [8, 2], "optimizer": ["gd", "adam"]},
                          "fixed": {"epochs": 20, "checkpoints": 5, "lr": 0.05}},
                    datasets=["k5"])
     stores = _run_grid(tmp_path, s)
-    agg = aggregate(s, stores)
+    agg = _aggregate(s, stores)
     assert list(agg["ce_minus_entropy"].dims) == ["d", "optimizer", "step"]
     assert list(agg["d"].values) == [8, 2] and list(agg["optimizer"].values) == ["gd", "adam"]
     from ntpgeom.store import open_store
@@ -289,7 +313,7 @@ def test_rank_rtol_of_a_grid_reaches_target_rank():
 def test_aggregate_of_a_single_axis(tmp_path):
     s = parse_grid("g", {"axes": {"d": [4, 2]}, "fixed": {"epochs": 5, "checkpoints": 3}},
                    datasets=["k5"])
-    agg = aggregate(s, _run_grid(tmp_path, s))
+    agg = _aggregate(s, _run_grid(tmp_path, s))
     assert list(agg["loss"].dims) == ["d", "step"] and list(agg["d"].values) == [4, 2]
     assert "point" not in agg.dims and "point" not in agg.coords
 
@@ -309,9 +333,9 @@ def test_aggregate_never_takes_a_half_written_point(tmp_path):
     stores = _run_grid(tmp_path, s)
     (stores["seed~1"] / "zarr.json").unlink()  # as a write killed half-way would leave it
     with pytest.raises(UserError, match=r"batch store .*seed~1.zarr is incomplete"):
-        aggregate(s, stores)
+        _aggregate(s, stores)
     with pytest.raises(UserError, match="1 batches have no store"):
-        aggregate(s, {"seed~0": stores["seed~0"]})
+        _aggregate(s, {"seed~0": stores["seed~0"]})
 
 
 def test_a_batch_of_several_points_aggregates_as_points_alone(tmp_path):
@@ -325,13 +349,18 @@ def test_a_batch_of_several_points_aggregates_as_points_alone(tmp_path):
     assert batch_names(three) == {"b0": ["d~2/seed~0", "d~2/seed~1"],
                                   "b1": ["d~4/seed~0", "d~4/seed~1"]}
     assert batch_names(one) == {p: [p] for p in one.patterns()}
-    alone = aggregate(one, _run_grid(tmp_path / "one", one))
-    together = aggregate(three, _run_grid(tmp_path / "three", three))
+    alone = _aggregate(one, _run_grid(tmp_path / "one", one))
+    together = _aggregate(three, _run_grid(tmp_path / "three", three))
     xr.testing.assert_identical(alone.drop_attrs(), together.drop_attrs())
     stores = _run_grid(tmp_path / "swap", three)
     stores["b0"], stores["b1"] = stores["b1"], stores["b0"]
     with pytest.raises(UserError, match="holds points"):
-        aggregate(three, stores)
+        _aggregate(three, stores)
+    from ntpgeom.store import open_store
+
+    opened = {name: open_store(path) for name, path in stores.items()}
+    with pytest.raises(UserError, match="batch store 'b0' holds points"):
+        aggregate(three, opened)  # no paths given: the batch is named
 
 
 def test_transformer_points_train_through_the_training_stage():

@@ -4,10 +4,12 @@ input."""
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 from ntpgeom.data.synthetic import random_table
 from ntpgeom.data.table import Table
@@ -16,12 +18,14 @@ from ntpgeom.metrics.core import correlation
 from ntpgeom.studies.linear import (
     check_embeddings,
     linear_reference,
+    linear_reference_for,
     make_embeddings,
     random_embeddings,
     require_separable,
     run_metrics,
     toy_problem,
     train_config,
+    train_linear,
 )
 from ntpgeom.theory.linear import (
     in_support_solution,
@@ -215,7 +219,7 @@ def test_ngd_moves_w_by_exactly_its_step(problem):
 
 
 def test_linear_study_run_is_the_engine_run_bit_for_bit(problem, tmp_path):
-    """The study's runs (train_config + the training stage's train, as linear.train_files calls
+    """The study's runs (train_config + the training stage's train, as linear.train_linear calls
     them) are the engine's: trained alone or two optimizers in one vmap-ed batch, the same bits."""
     from ntpgeom.store import open_store
     from ntpgeom.train.engine import fit_runs
@@ -274,6 +278,37 @@ def test_embeddings_that_do_not_fit_the_table_are_one_line_errors(problem):
             err(H, table, d=3)
         except UserError as e:
             assert "\n" not in str(e)
+
+
+def test_the_entry_points_take_the_loaded_table_and_reference(problem, tmp_path):
+    """linear_reference_for is make_embeddings + linear_reference with the section's options;
+    train_linear refuses a reference that does not fit, naming the run (out) and the reference
+    (where) as the scripts pass them, before any training."""
+    table, _ = problem
+    spec = {"source": "random", "d": 16, "seed": 1}
+    options = {"solvers": ["clarabel"], "eps": 1e-9, "fista_tol": 1e-10, "fista_max_iter": 10,
+               "rank_rtol": 1e-6, "epochs": 1, "seed": 0, "dtype": "float64",
+               "checkpoints_per_decade": 3, "device": "cpu"}
+    ref = linear_reference_for(table, embedding=spec, options=options, config={"linear": {}})
+    H, info = make_embeddings(table, spec)
+    want = linear_reference(table, H, solvers=["clarabel"], embedding=info,
+                            config={"linear": {}})
+    xr.testing.assert_identical(ref.drop_attrs(), want.drop_attrs())
+    timings = ("wall_seconds", "solve_seconds")
+    assert ({k: v for k, v in ref.attrs.items() if k not in timings}
+            == {k: v for k, v in want.attrs.items() if k not in timings})
+    out = tmp_path / "gd.zarr"
+    gd = {"optimizer": "gd", "lr": "auto"}
+    other = ref.assign_coords(context=[f"x{j}" for j in range(table.m)])
+    with pytest.raises(UserError, match=r"^results/r/linear/random/reference.zarr: the "
+                                        "embeddings' contexts differ"):
+        train_linear(table, other, out=out, spec=gd, options=options,
+                     where="results/r/linear/random/reference.zarr")
+    flat = ref.assign_attrs(separable=False)
+    with pytest.raises(UserError, match=rf"^linear {re.escape(str(out))}: the embeddings are not "
+                                        "NTP-separable"):
+        train_linear(table, flat, out=out, spec=gd, options=options)
+    assert not out.exists()
 
 
 def test_random_table_with_fixed_supports_and_n_pairs():

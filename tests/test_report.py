@@ -177,6 +177,7 @@ def test_every_function_a_caption_names_exists():
             for attr in parts[cut:]:
                 assert hasattr(obj, attr), name
                 obj = getattr(obj, attr)
-            if cut == len(parts) - 1 and callable(obj):  # named where it is defined, not re-exported
+            # A function is named where it is defined, not where it is re-exported.
+            if cut == len(parts) - 1 and callable(obj):
                 assert obj.__module__ == module, f"{name} is defined in {obj.__module__}"
             break

@@ -2,9 +2,9 @@
 
 Each takes a :class:`LinearBundle` (the ``linear/{embedding}/reference.zarr`` store and the
 optimizers' ``linear/{embedding}/train/{optimizer}.zarr`` stores, already opened) and returns a
-Figure, drawn with the helpers of :mod:`ntpgeom.plots.figures`; :func:`render_to` writes PNG and
-PDF with
-:func:`ntpgeom.plots.figio.save`. Rule ``fig_linear_<name>`` (``rules/linear.smk``) draws
+Figure, drawn with the helpers of :mod:`ntpgeom.plots.style`; :func:`render_linear` draws one
+from the opened stores and writes PNG and PDF with :func:`ntpgeom.plots.figio.save`. Rule
+``fig_linear_<name>`` (``rules/linear.smk``; ``scripts/linear_figure.py`` opens the stores) draws
 ``results/{dataset}/figures/linear/{embedding}/<name>.png``; ``fig_linear_toy`` the 2-D toy.
 
 What the theorem (Thm 2) predicts, per figure: CE − H → 0 (``ce``); ‖W_k‖ → ∞ (``norm``);
@@ -14,16 +14,19 @@ What the theorem (Thm 2) predicts, per figure: CE − H → 0 (``ce``); ‖W_k�
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ntpgeom.plots.figio import save
 from ntpgeom.plots.style import new_figure, positive, step_axis
 
-#: W^mm in matplotlib's mathtext (as ntpgeom.plots.figures.LMM; h̄_j likewise, a plain combining
+if TYPE_CHECKING:  # not at parse time: rules/common.smk imports this module
+    import xarray as xr
+
+#: W^mm in matplotlib's mathtext (as ntpgeom.plots.style.LMM; h̄_j likewise, a plain combining
 #: overline is not drawn).
 WMM = r"W$^\mathrm{mm}$"
 
@@ -186,24 +189,21 @@ def toy(table, H_bar: np.ndarray, W_mm: np.ndarray, W_star: np.ndarray) -> Any:
     return fig
 
 
-# -- I/O ----------------------------------------------------------------------------------------
-def render_to(name: str, dataset: str, embedding: str, *, reference: str,
-              train: list[str] | str, png: str, pdf: str) -> None:
-    """Open the stores, draw figure ``name`` of :data:`LINEAR_FIGURES`, write PNG and PDF."""
-    from pathlib import Path
+# -- writing the figures ------------------------------------------------------------------------
+def render_linear(name: str, dataset: str, embedding: str, *, reference: xr.Dataset,
+                  runs: Mapping[str, xr.Dataset], png: str, pdf: str) -> None:
+    """Draw figure ``name`` of :data:`LINEAR_FIGURES` and write PNG and PDF.
 
-    from ntpgeom.plots.figio import save
-    from ntpgeom.store import open_store
-
-    paths = [train] if isinstance(train, str | os.PathLike) else list(train)
-    runs = {Path(p).name.removesuffix(".zarr"): open_store(p) for p in paths}
-    bundle = LinearBundle(dataset, embedding, open_store(reference), runs)
-    save(LINEAR_FIGURES[name](bundle), png, pdf)
+    ``reference`` is the opened ``linear/{embedding}/reference.zarr``; ``runs`` maps each
+    ``linear.optimizers`` entry's name to its opened ``train/{name}.zarr``, in legend order.
+    """
+    save(LINEAR_FIGURES[name](LinearBundle(dataset, embedding, reference, dict(runs))), png, pdf)
 
 
 def render_toy(*, png: str, pdf: str, seed: int = 0, solvers=("clarabel", "fista")) -> None:
     """Solve the 2-D toy (:func:`ntpgeom.studies.linear.toy_problem`) and draw it."""
-    from ntpgeom.plots.figio import save
+    # Not at the top: rules/common.smk imports this module at parse time, and the study's module
+    # imports torch (the training stage).
     from ntpgeom.studies.linear import linear_reference, toy_problem
 
     table, H_bar = toy_problem(seed)

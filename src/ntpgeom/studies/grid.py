@@ -21,12 +21,12 @@ import itertools
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from ntpgeom.errors import UserError
 from ntpgeom.metrics.trajectory import LOGIT_METRICS, run_metrics, target_metrics
 from ntpgeom.metrics.vocabulary import describe
 from ntpgeom.theory.reference import RANK_RTOL
+
+if TYPE_CHECKING:  # xarray only where a store is built: the workflow imports this at parse time
+    import xarray as xr
 
 log = logging.getLogger(__name__)
 
@@ -309,14 +312,25 @@ def reweight_counts(table: Table, count_model: str, *, zipf_a: float = 1.0) -> T
                  pair_count=counts, source=table.source, attrs=attrs)
 
 
-def max_margin_logits(table: Table, solver: str, svm_store: str | Path | None = None
-                      ) -> np.ndarray:
-    """L^mm (V × m) for a point: S̄ in closed form, or read from the svm stage's store.
+def max_margin_logits(table: Table, solver: str, svm: xr.Dataset | None = None, *,
+                      where: str = "the svm store") -> np.ndarray:
+    """L^mm (V × m) for a point: S̄ in closed form, or the svm stage's solution.
+
+    Parameters
+    ----------
+    table : Table
+    solver : str
+        ``closed_form``, or the svm stage solver whose store ``svm`` is.
+    svm : xarray.Dataset, optional
+        The opened ``results/{dataset}/svm/{solver}.zarr`` (unused for ``closed_form``).
+    where : str
+        What to call ``svm`` in error messages (the script passes its path).
 
     Raises
     ------
     UserError
-        If ``closed_form`` is asked for a table without a closed form, or the store is missing.
+        If ``closed_form`` is asked for a table without a closed form, the store is missing, or
+        its L^mm is not of the table's shape.
     """
     from ntpgeom.theory.reference import centered_support
 
@@ -326,15 +340,12 @@ def max_margin_logits(table: Table, solver: str, svm_store: str | Path | None = 
                             f"'{table.source}' has none: set the grid's solver to an svm stage "
                             "solver (e.g. fixed: {solver: scs})")
         return centered_support(table.S())
-    if svm_store is None:
+    if svm is None:
         raise UserError(f"solver: '{solver}' needs the svm stage's store "
                         "results/{dataset}/svm/{solver}.zarr")
-    from ntpgeom.store import open_store
-
-    ds = open_store(svm_store)
-    L = ds["L_mm"].transpose("token", "context").values
+    L = svm["L_mm"].transpose("token", "context").values
     if L.shape != (table.V, table.m):
-        raise UserError(f"{svm_store}: L_mm is {L.shape}, the table is {(table.V, table.m)}; "
+        raise UserError(f"{where}: L_mm is {L.shape}, the table is {(table.V, table.m)}; "
                         "rebuild the svm store")
     return np.asarray(L, dtype=float)
 
@@ -383,16 +394,27 @@ def point_dataset(history: Mapping[str, np.ndarray], *, table: Table,
     return ds
 
 
-def aggregate(spec: GridSpec, stores: Mapping[str, str | Path]):
+def incomplete_batch(spec: GridSpec, path: str | os.PathLike) -> UserError:
+    """The error for a batch store without ``zarr.json``: an interrupted write never counts (the
+    aggregate's script checks each store before opening it)."""
+    return UserError(f"grids.{spec.name}: batch store {path} is incomplete or missing; "
+                     "rerun the grid (snakemake --rerun-incomplete)")
+
+
+def aggregate(spec: GridSpec, batches: Mapping[str, xr.Dataset], *,
+              where: Mapping[str, str | os.PathLike] | None = None):
     """Stack every point into one dataset with the grid's axes as dimensions.
 
     Parameters
     ----------
     spec : GridSpec
         The grid.
-    stores : mapping
-        Batch name (:func:`batch_names`) → path of its store (:func:`batch_dataset`); together
+    batches : mapping
+        Batch name (:func:`batch_names`) → its opened store (:func:`batch_dataset`); together
         they must hold every point of the grid.
+    where : mapping, optional
+        Batch name → what to call its store in error messages (the script passes the paths);
+        by default the batch's name.
 
     Returns
     -------
@@ -404,28 +426,25 @@ def aggregate(spec: GridSpec, stores: Mapping[str, str | Path]):
     Raises
     ------
     UserError
-        If a batch is missing or its store is not complete (no ``zarr.json``: an interrupted write
-        never counts), or lacks one of its points.
+        If a batch is missing or its store lacks one of its points. (An incomplete store, one
+        without ``zarr.json``, is refused before it is opened: :func:`incomplete_batch`.)
     """
     import xarray as xr
 
-    from ntpgeom.store import open_store, provenance
+    from ntpgeom.store import provenance
 
-    batches = batch_names(spec)
-    missing = [b for b in batches if b not in stores]
+    names = batch_names(spec)
+    missing = [b for b in names if b not in batches]
     if missing:
         raise UserError(f"grids.{spec.name}: {len(missing)} batches have no store, e.g. "
                         f"'{missing[0]}'; run the grid first")
     found: dict[str, Any] = {}
-    for name, patterns in batches.items():
-        path = Path(stores[name])
-        if not (path / "zarr.json").is_file():
-            raise UserError(f"grids.{spec.name}: batch store {path} is incomplete or missing; "
-                            "rerun the grid (snakemake --rerun-incomplete)")
-        ds = open_store(path)
+    for name, patterns in names.items():
+        ds = batches[name]
         held = [str(p) for p in ds["point"].values]
         if held != list(patterns):
-            raise UserError(f"grids.{spec.name}: batch store {path} holds points {held[:3]}…, "
+            label = where[name] if where is not None else f"'{name}'"
+            raise UserError(f"grids.{spec.name}: batch store {label} holds points {held[:3]}…, "
                             f"not the grid's {list(patterns)[:3]}…; rerun the grid")
         for pattern in patterns:
             found[pattern] = ds.sel(point=pattern, drop=True)

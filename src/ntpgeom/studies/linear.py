@@ -1,27 +1,30 @@
 """The linear-model study (``docs/paper.md`` §1.9): fixed embeddings H̄, W trained alone.
 
 Thrampoulidis, "Implicit Optimization Bias of Next-Token Prediction in Linear Models" (NeurIPS
-2024). This module is the study's orchestration and I/O: where H̄ comes from (random, a training
-run's H, an svm store's H^mm) and its checks, the ``linear/{embedding}/reference.zarr`` store,
-W-only training runs and the NeurIPS 2-D toy. The solutions (W*, separability, W^mm) are
-:mod:`ntpgeom.theory.linear`; the per-step metrics of a run are
-:func:`ntpgeom.metrics.trajectory.linear_metrics`.
+2024). This module is the study's orchestration: where H̄ comes from (random, a training run's H,
+an svm store's H^mm) and its checks, the ``linear/{embedding}/reference.zarr`` dataset, W-only
+training runs and the NeurIPS 2-D toy. It takes and returns in-memory objects: the rules' scripts
+(``scripts/linear_*.py``) read the table and stores and write the reference; a run's store is
+written by the training stage (:func:`ntpgeom.train.stage.train`), with its resume checkpoint.
+The solutions (W*, separability, W^mm) are :mod:`ntpgeom.theory.linear`; the per-step metrics of
+a run are :func:`ntpgeom.metrics.trajectory.linear_metrics`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from ntpgeom.data.table import Table, load
+from ntpgeom.data.table import Table
 from ntpgeom.errors import UserError
 from ntpgeom.metrics.trajectory import linear_metrics
 from ntpgeom.metrics.vocabulary import describe
-from ntpgeom.store import open_store, provenance, write_store
+from ntpgeom.store import provenance
 from ntpgeom.theory.linear import (
     W_SOLVERS,
     SvmSolution,
@@ -280,15 +283,21 @@ def make_embeddings(table: Table, spec: dict[str, Any], store=None) -> tuple[np.
     return H, info
 
 
-def reference_files(*, table: str, out: str, embedding: dict[str, Any], options: dict[str, Any],
-                    store: str | None = None, config: dict[str, Any] | None = None) -> None:
-    """Read the table (and the embeddings' store), write ``linear/{embedding}/reference.zarr``."""
-    t = load(table)
-    H, info = make_embeddings(t, embedding, open_store(store) if store else None)
-    ds = linear_reference(t, H, solvers=options["solvers"], eps=options["eps"],
-                          fista_tol=options["fista_tol"], fista_max_iter=options["fista_max_iter"],
-                          rank_rtol=options["rank_rtol"], embedding=info, config=config)
-    write_store(ds, out)
+def linear_reference_for(table: Table, *, embedding: dict[str, Any], options: dict[str, Any],
+                         store: xr.Dataset | None = None,
+                         config: dict[str, Any] | None = None) -> xr.Dataset:
+    """The ``linear/{embedding}/reference.zarr`` dataset of one ``linear.embeddings`` entry.
+
+    H̄ from :func:`make_embeddings` (``store``: the opened training or svm store of sources
+    ``train`` and ``svm``), then :func:`linear_reference` with the section's ``options``
+    (``solvers``, ``eps``, ``fista_tol``, ``fista_max_iter``, ``rank_rtol``); ``config`` goes
+    into the attrs' provenance.
+    """
+    H, info = make_embeddings(table, embedding, store)
+    return linear_reference(table, H, solvers=options["solvers"], eps=options["eps"],
+                            fista_tol=options["fista_tol"],
+                            fista_max_iter=options["fista_max_iter"],
+                            rank_rtol=options["rank_rtol"], embedding=info, config=config)
 
 
 def train_config(spec: dict[str, Any], *, d: int, L_smooth: float,  # noqa: N803
@@ -319,30 +328,43 @@ def train_config(spec: dict[str, Any], *, d: int, L_smooth: float,  # noqa: N803
     return TrainConfig.from_dict(values, where="linear.optimizers")
 
 
-def train_files(*, table: str, reference: str, out: str, spec: dict[str, Any],
-                options: dict[str, Any], progress: bool | None = False) -> None:
-    """Train W on fixed H̄ with one optimizer; write ``linear/{embedding}/train/{name}.zarr``.
+def train_linear(table: Table, reference: xr.Dataset, *, out: str | os.PathLike,
+                 spec: dict[str, Any], options: dict[str, Any], progress: bool | None = False,
+                 where: str = "linear reference") -> None:
+    """Train W on the reference's fixed H̄ with one optimizer; write its trajectory store ``out``
+    (``linear/{embedding}/train/{name}.zarr``).
 
-    The store is the training stage's (:func:`ntpgeom.train.stage.train`) plus the per-checkpoint
-    metrics of :func:`run_metrics` and attrs ``final_*``, ``lr_bound``, ``L_smooth``.
+    The store is the training stage's (:func:`ntpgeom.train.stage.train`, which writes it and
+    then removes its resume checkpoint) plus the per-checkpoint metrics of :func:`run_metrics`
+    and attrs ``final_*``, ``lr_bound``, ``L_smooth``, ``optimizer_name``.
+
+    Parameters
+    ----------
+    table : Table
+    reference : xarray.Dataset
+        The opened ``linear/{embedding}/reference.zarr`` of this table.
+    out : path-like
+        The trajectory store to write (its name also labels the log and error lines).
+    spec, options
+        One ``linear.optimizers`` entry and the section's other options (:func:`train_config`).
+    where : str
+        What to call the reference in error messages (the script passes its path).
 
     Raises
     ------
     UserError
-        The reference says the embeddings are not NTP-separable (:func:`require_separable`).
+        The reference says the embeddings are not NTP-separable (:func:`require_separable`), or
+        its H̄ does not fit the table (:func:`check_embeddings`).
     """
-    t = load(table)
-    ref = open_store(reference)
-    require_separable(ref, f"linear {out}")
-    H = ref["H_bar"].transpose("dim", "context").values
-    check_embeddings(H, t, contexts=[str(c) for c in ref["context"].values],
-                     where=f"{reference}")
-    L_smooth = float(ref.attrs["L_smooth"])
+    require_separable(reference, f"linear {out}")
+    H = reference["H_bar"].transpose("dim", "context").values
+    check_embeddings(H, table, contexts=[str(c) for c in reference["context"].values], where=where)
+    L_smooth = float(reference.attrs["L_smooth"])
     config = train_config(spec, d=H.shape[0], L_smooth=L_smooth, options=options)
-    S = t.S()
+    S = table.S()
 
     def extend(ds):
-        metrics = run_metrics(ds["W"].transpose("step", "token", "dim").values, ref, S)
+        metrics = run_metrics(ds["W"].transpose("step", "token", "dim").values, reference, S)
         for name, values in metrics.items():
             ds[name] = ("step", values)
         describe(ds, RUN_METRICS)
@@ -359,7 +381,7 @@ def train_files(*, table: str, reference: str, out: str, spec: dict[str, Any],
                  ds.attrs["final_in_support_error_W"])
         return ds
 
-    train(t, config, out=out, progress=progress, features=H, extend=extend,
+    train(table, config, out=out, progress=progress, features=H, extend=extend,
           extra_config={"linear": options, "optimizer_spec": spec})
 
 
