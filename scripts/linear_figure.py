@@ -4,18 +4,14 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from pathlib import Path  # noqa: E402
-
 from ntpgeom.plots.linear_figures import render_linear  # noqa: E402
 from ntpgeom.store import open_store, script_main  # noqa: E402
 
 
 def main() -> None:
-    train = snakemake.input.train
-    paths = [train] if isinstance(train, str) else list(train)
-    # Runs are named by their `linear.optimizers` entry, the {optimizer} of the store's path: the
-    # store's attr optimizer_name is the update rule, which two entries (two gd steps) can share.
-    runs = {Path(p).name.removesuffix(".zarr"): open_store(p) for p in paths}
+    # Each run by its attr run, the name of its `linear.optimizers` entry (attr optimizer_name is
+    # the update rule, which two entries, two gd steps say, can share).
+    runs = {str(ds.attrs["run"]): ds for ds in map(open_store, snakemake.input.train)}
     render_linear(snakemake.params.name, snakemake.wildcards.dataset,
                   snakemake.wildcards.embedding, reference=open_store(snakemake.input.reference),
                   runs=runs, png=snakemake.output.png, pdf=snakemake.output.pdf)

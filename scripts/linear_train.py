@@ -16,7 +16,7 @@ def main() -> None:
     reference = snakemake.input.reference
     # The store is written by the training stage, with its resume checkpoint: no write_store here.
     train_linear(load(snakemake.input.table), open_store(reference), out=snakemake.output.train,
-                 where=str(reference), **snakemake.params.spec)
+                 run=snakemake.wildcards.optimizer, where=str(reference), **snakemake.params.spec)
 
 
 script_main(main)

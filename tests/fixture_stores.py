@@ -185,7 +185,7 @@ def write_linear(root: Path, dataset: str, linear: dict = LINEAR) -> None:
         for name, opt in linear["optimizers"].items():
             train_linear(table, reference,
                          out=str(base / "linear" / emb / "train" / f"{name}.zarr"), spec=opt,
-                         options=options, where=str(ref))
+                         options=options, run=name, where=str(ref))
 
 
 REPO = Path(__file__).resolve().parents[1]

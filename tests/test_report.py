@@ -101,6 +101,7 @@ def test_linear_numbers_are_read_from_the_stores(root):
     base = root / "results" / "rand" / "linear" / "random"
     ref = open_store(base / "reference.zarr")
     runs = {o: open_store(base / "train" / f"{o}.zarr") for o in ("gd", "adam")}
+    assert {o: r.attrs["run"] for o, r in runs.items()} == {"gd": "gd", "adam": "adam"}
     num = linear_numbers(ref, runs)
     a = ref.attrs
     assert (num["d"], num["m"], num["V"]) == (16, 14, 10)

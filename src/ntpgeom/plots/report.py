@@ -519,7 +519,8 @@ def build_report(out: str | os.PathLike, *, datasets: Mapping[str, Mapping[str, 
     runs' stores) and ``figures`` (``<name>.png`` paths); ``toy``: the 2-D toy's PNG.
     ``semantics`` maps "dataset/model/run" to ``store`` (its semantics store) and ``figures``.
     Solutions are named by :func:`~ntpgeom.store.solver_name`, runs by
-    :func:`~ntpgeom.store.run_identity`, linear runs by their attr ``optimizer_name``.
+    :func:`~ntpgeom.store.run_identity`, linear runs by their attr ``run`` (their
+    ``linear.optimizers`` entry).
     """
     numbers, figures = {}, {}
     for ds, stores in datasets.items():
@@ -530,7 +531,7 @@ def build_report(out: str | os.PathLike, *, datasets: Mapping[str, Mapping[str, 
     overlay_figs = [(Path(p).stem, p) for p in overlays]
     lin_numbers, lin_figures = {}, {}
     for key, stores in (linear or {}).items():
-        runs = {str(r.attrs["optimizer_name"]): r for r in stores["train"]}
+        runs = {str(r.attrs["run"]): r for r in stores["train"]}
         lin_numbers[key] = linear_numbers(stores["reference"], runs)
         lin_figures[key] = [(Path(p).stem, p) for p in stores["figures"]]
     sem_numbers = {key: semantics_numbers(stores["store"])

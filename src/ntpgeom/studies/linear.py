@@ -329,14 +329,15 @@ def train_config(spec: dict[str, Any], *, d: int, L_smooth: float,  # noqa: N803
 
 
 def train_linear(table: Table, reference: xr.Dataset, *, out: str | os.PathLike,
-                 spec: dict[str, Any], options: dict[str, Any], progress: bool | None = False,
-                 where: str = "linear reference") -> None:
+                 spec: dict[str, Any], options: dict[str, Any], run: str | None = None,
+                 progress: bool | None = False, where: str = "linear reference") -> None:
     """Train W on the reference's fixed H̄ with one optimizer; write its trajectory store ``out``
     (``linear/{embedding}/train/{name}.zarr``).
 
     The store is the training stage's (:func:`ntpgeom.train.stage.train`, which writes it and
     then removes its resume checkpoint) plus the per-checkpoint metrics of :func:`run_metrics`
-    and attrs ``final_*``, ``lr_bound``, ``L_smooth``, ``optimizer_name``.
+    and attrs ``final_*``, ``lr_bound``, ``L_smooth``, ``optimizer_name`` (the update rule) and
+    ``run`` (the run's name, which figures and the report label it by).
 
     Parameters
     ----------
@@ -347,6 +348,8 @@ def train_linear(table: Table, reference: xr.Dataset, *, out: str | os.PathLike,
         The trajectory store to write (its name also labels the log and error lines).
     spec, options
         One ``linear.optimizers`` entry and the section's other options (:func:`train_config`).
+    run : str, optional
+        The entry's name (two entries may share an update rule); default: its optimizer.
     where : str
         What to call the reference in error messages (the script passes its path).
 
@@ -374,7 +377,8 @@ def train_linear(table: Table, reference: xr.Dataset, *, out: str | os.PathLike,
             final_norm_W=float(last["norm_W"]), final_corr_W=float(last["corr_W"]),
             final_corr_W_offset=float(last["corr_W_offset"]),
             final_in_support_error_W=float(last["in_support_error_W"]),
-            L_smooth=L_smooth, lr_bound=1.0 / (2.0 * L_smooth), optimizer_name=spec["optimizer"])
+            L_smooth=L_smooth, lr_bound=1.0 / (2.0 * L_smooth), optimizer_name=spec["optimizer"],
+            run=run or spec["optimizer"])
         log.info("linear %s: CE − H %.3e, ⟨Ŵ, Ŵ^mm⟩ %.6f, ⟨(W − W*)^, Ŵ^mm⟩ %.6f, "
                  "‖P_F(W) − W*‖ %.3e", out, ds.attrs["final_ce_minus_entropy"],
                  ds.attrs["final_corr_W"], ds.attrs["final_corr_W_offset"],
