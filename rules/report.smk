@@ -10,7 +10,7 @@ rule report:
         stores=report_inputs,
         code=src_files(
             "theory/reference", "theory/svm", "theory/linear", "metrics", "plots/bundle", "plots/figio",
-            "plots/figures", "plots/report", "studies/linear", "plots/semantics_figures",
+            "plots/figures", "plots/numbers", "plots/report", "studies/linear", "plots/semantics_figures",
         ),
         captions=report_captions(),
     output:

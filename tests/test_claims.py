@@ -216,7 +216,8 @@ def test_claim6_does_not_apply_without_shared_supports(ksubset):
 def test_report_prints_the_claims_table_and_every_similarity_beside_chance(grammar):
     import re
 
-    from ntpgeom.plots.report import SIMILARITIES, dataset_numbers, render_html
+    from ntpgeom.plots.numbers import SIMILARITIES, dataset_numbers
+    from ntpgeom.plots.report import render_html
 
     num = dataset_numbers(grammar["table"], grammar["reference"], grammar["svm"],
                           {"ufm/d16-seed0": grammar["geometry"]})

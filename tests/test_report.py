@@ -13,7 +13,7 @@ from fixture_stores import workflow_results
 
 from ntpgeom.plots.figures import FIGURES, OVERLAYS
 from ntpgeom.plots.linear_figures import LINEAR_FIGURES
-from ntpgeom.plots.report import dataset_numbers, linear_numbers
+from ntpgeom.plots.numbers import dataset_numbers, linear_numbers
 from ntpgeom.theory.reference import centered_support, reldir
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -256,7 +256,8 @@ def test_figures_and_report_section_render(tmp_path):
     from fixture_stores import svm_dataset
 
     from ntpgeom.plots.figio import save
-    from ntpgeom.plots.report import _semantics_section, semantics_numbers
+    from ntpgeom.plots.numbers import semantics_numbers
+    from ntpgeom.plots.report import _semantics_section
     from ntpgeom.plots.semantics_figures import SEMANTICS_FIGURES
     from ntpgeom.store import open_store, write_store
     from ntpgeom.theory.reference import reference_dataset

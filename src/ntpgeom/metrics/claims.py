@@ -5,7 +5,7 @@ initial value, the chance level of random Gaussian embeddings of the run's shape
 (:mod:`ntpgeom.metrics.chance`), or 0/1 where the theory names a limit. Claims 1–6 are judged per
 training run from its geometry store (:func:`run_claims`), claim 7 per dataset from its NTP-SVM
 solutions (:func:`svm_claims`), claim 8 per linear-model optimizer run from the numbers of
-:func:`ntpgeom.plots.report.linear_numbers` (:func:`linear_claims`). The report's claims table
+:func:`ntpgeom.plots.numbers.linear_numbers` (:func:`linear_claims`). The report's claims table
 prints them; ``tests/test_claims.py`` checks the same phenomena on trained runs.
 
 The thresholds (:data:`THRESHOLDS`) are statements about finite runs, not about limits: "falls by
@@ -210,7 +210,7 @@ def svm_claims(table, reference, svm: Mapping[str, Any]) -> list[Claim]:
 
 
 def linear_claims(numbers: Mapping[str, Any]) -> list[Claim]:
-    """Claim 8 per optimizer, from :func:`ntpgeom.plots.report.linear_numbers` of one
+    """Claim 8 per optimizer, from :func:`ntpgeom.plots.numbers.linear_numbers` of one
     (dataset, embedding): ⟨Ŵ, Ŵ^mm⟩ → 1 and ‖P_F(W) − W*‖ → 0."""
     t = THRESHOLDS
     out = []
