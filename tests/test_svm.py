@@ -32,14 +32,12 @@ from ntpgeom.theory.reference import centered_support, constraint_violation, nuc
 from ntpgeom.theory.svm import SOLVERS, check_table, is_ksubset, solve, solve_options
 from ntpgeom.theory.svm.admm import (
     ANDERSON_MEMORY,
-    _Anderson,
-    _certificate,
-    _dual_bound,
-    _extrapolated_dual,
     project_constraints,
     singular_value_threshold,
     solve_admm,
 )
+from ntpgeom.theory.svm.anderson import Anderson
+from ntpgeom.theory.svm.certificate import certificate, dual_bound, extrapolated_dual
 from ntpgeom.theory.svm.cvx import estimate_memory_mb, solve_cvx
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,7 +126,7 @@ def test_dual_bound_never_exceeds_the_optimum():
     rng = np.random.default_rng(0)
     for _ in range(20):
         Y = torch.as_tensor(rng.normal(size=(40, 15)))
-        assert float(_dual_bound(Y, supp, n_in)) <= opt * (1 + 1e-12)
+        assert float(dual_bound(Y, supp, n_in)) <= opt * (1 + 1e-12)
     assert opt <= nuclear_norm(centered_support(S)) * (1 + 1e-12)
 
 
@@ -137,11 +135,11 @@ def test_dual_extrapolation_is_exact_on_a_geometric_sequence_and_stays_a_bound()
     Y_star, E = (torch.as_tensor(rng.normal(size=(30, 8))) for _ in range(2))
     # Y_k = Y* + q^k E with ρ changing in between (ρU is what counts): the limit is Y*.
     duals = [(rho, (Y_star + 0.9**k * E) / rho) for k, rho in ((10, 1.0), (11, 2.0), (12, 2.0))]
-    np.testing.assert_allclose(_extrapolated_dual(duals).numpy(), Y_star.numpy(), atol=1e-12)
-    assert _extrapolated_dual(duals[1:]) is None
+    np.testing.assert_allclose(extrapolated_dual(duals).numpy(), Y_star.numpy(), atol=1e-12)
+    assert extrapolated_dual(duals[1:]) is None
     # Diverging (q > 1): no extrapolation, the newest dual itself.
     grow = [(1.0, Y_star + 2.0**k * E) for k in range(3)]
-    assert torch.equal(_extrapolated_dual(grow), grow[-1][1])
+    assert torch.equal(extrapolated_dual(grow), grow[-1][1])
     # Whatever the candidates, the certificate is a lower bound on the optimum.
     table = random_table(15, 40, seed=3)
     S = table.S()
@@ -150,7 +148,7 @@ def test_dual_extrapolation_is_exact_on_a_geometric_sequence_and_stays_a_bound()
     for _ in range(10):
         duals = [(1.0, torch.as_tensor(rng.normal(size=(40, 15)))) for _ in range(3)]
         X = torch.as_tensor(centered_support(S).T.copy())
-        upper, lower = _certificate(X, duals, supp, supp.sum(1).double())
+        upper, lower = certificate(X, duals, supp, supp.sum(1).double())
         assert lower <= opt * (1 + 1e-12) <= upper * (1 + 2e-12)
 
 
@@ -277,7 +275,7 @@ def test_anderson_solves_an_affine_fixed_point_like_gmres():
     b = torch.as_tensor(rng.normal(size=d))
     w_star = torch.linalg.solve(torch.eye(d, dtype=A.dtype) - A, b)
     w = torch.zeros(d, dtype=A.dtype)
-    accel = _Anderson(d, w)
+    accel = Anderson(d, w)
     for _ in range(d + 2):
         Tw = A @ w + b
         w = accel.step(Tw, Tw - w)
@@ -288,7 +286,7 @@ def test_anderson_solves_an_affine_fixed_point_like_gmres():
 def test_anderson_rejects_an_extrapolation_that_raises_the_residual():
     """The safeguard: if ‖G‖ at an extrapolated point exceeds the last point's, the next W is
     the last point's plain step T(W), and the memory is emptied."""
-    accel = _Anderson(3, torch.zeros(2, dtype=torch.float64))
+    accel = Anderson(3, torch.zeros(2, dtype=torch.float64))
 
     def t(values):
         return torch.tensor(values, dtype=torch.float64)

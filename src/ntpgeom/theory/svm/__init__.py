@@ -16,9 +16,8 @@ when
 
 :func:`solve` returns the ``svm/{solver}.zarr`` dataset of ``docs/artifacts.md``; ``ntpgeom solve``
 runs it from the command line. Every solver's L is exactly feasible and certified by a repaired
-dual (:func:`ntpgeom.theory.svm.admm.certified_gap`), so attr ``gap`` is a proven bound on the
-relative
-suboptimality of ``nuclear_norm``.
+dual (:func:`ntpgeom.theory.svm.certificate.certified_gap`), so attr ``gap`` is a proven bound on
+the relative suboptimality of ``nuclear_norm``.
 """
 
 from __future__ import annotations
@@ -167,7 +166,7 @@ def solve(table: Table, *, solver: str = _DEFAULT.solvers[0], gap_tol: float = _
             raise UserError("svm solver closed_form: the closed form S̄ is the solution only when "
                             "the supports are exactly all k-subsets of the tokens (paper §1.7); "
                             "use admm for this table")
-        from ntpgeom.theory.svm.admm import certified_gap
+        from ntpgeom.theory.svm.certificate import certified_gap
 
         L = centered_support(S)
         # Certify with the dual guess Y = −UVᵀ (the polar factor of S̄, rank V − 1): for

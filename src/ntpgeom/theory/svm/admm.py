@@ -15,10 +15,11 @@ in- and out-of-support tokens). ADMM on the split ``min ‖L‖_* + I_C(X) s.t. 
 
 Acceleration. In W = X + U the iteration is a fixed-point map W ↦ T(W) (Douglas–Rachford) that
 converges linearly but slowly near the optimum; the solver applies safeguarded Anderson
-acceleration to it (:class:`_Anderson`), which cut the iterations of r500x3000 from ~410 to ~180
-and of r104x100000 from 170 to 30.
+acceleration to it (:class:`~ntpgeom.theory.svm.anderson.Anderson`), which cut the iterations of
+r500x3000 from ~410 to ~180 and of r104x100000 from 170 to 30.
 
-Certificate. The Lagrange dual of the program is (derivation in ``_dual_bound``)::
+Certificate. The Lagrange dual of the program is (derivation and repair in
+:mod:`ntpgeom.theory.svm.certificate`)::
 
     max Σ_j Σ_{v∉S_j} Y_vj   s.t.  ‖Y‖_2 ≤ 1,  Y_vj ≥ 0 (v ∉ S_j),  Σ_z Y_zj = 0 for every j,
 
@@ -53,6 +54,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ntpgeom.theory.svm.anderson import Anderson
+from ntpgeom.theory.svm.certificate import DTYPE, certificate
 from ntpgeom.theory.svm.config import AdmmOptions, SvmConfig
 
 log = logging.getLogger(__name__)
@@ -60,14 +63,13 @@ log = logging.getLogger(__name__)
 # The defaults of solve_admm are the `svm` section's (schemas/svm.schema.yaml documents them).
 _OPTIONS = AdmmOptions()
 
-DTYPE = torch.float64
 
 #: ``device="auto"`` picks CUDA (when available) from this many matrix entries m·V up. Below it a
 #: CPU core is faster per iteration than a kernel launch plus a host sync (baselines.md: the
 #: 400×104 SVT kernel is 0.72 ms on one CPU core, 1.5 ms on an H100).
 AUTO_CUDA_MIN_ENTRIES = 100_000
 
-#: Default memory of the Anderson acceleration (:class:`_Anderson`). Iterations to certified gap
+#: Default memory of the Anderson acceleration (:class:`Anderson`). Iterations to certified gap
 #: 1e-8 on one core, memory 0 / 3 / 5 / 8 / 12: r104x400 190 / 130 / 130 / 100–110 / –,
 #: r200x1000 260 / 140 / 130 / 120 / –, r500x3000 410 / 280 / 210 / 180–190 / 200. Each unit of
 #: memory costs two more passes over an m × V matrix per iteration (r500x3000: ~5 ms). The value
@@ -104,7 +106,7 @@ class AdmmResult:
         ``dual_residual`` (both relative), ``rho``, ``nuclear_norm``, ``lower_bound``, ``gap``
         (NaN where the gap was not evaluated at that check).
     extrapolations_rejected : int
-        Anderson steps dropped by the safeguard (:class:`_Anderson`); 0 without acceleration.
+        Anderson steps dropped by the safeguard (:class:`Anderson`); 0 without acceleration.
     """
 
     L: np.ndarray
@@ -211,145 +213,6 @@ def singular_value_threshold(Z: torch.Tensor, tau: float) -> tuple[torch.Tensor,
     return (Z @ M if tall else M @ Z), (sigma - tau).clamp_min(0.0)
 
 
-def _dual_bound(Y: torch.Tensor, support: torch.Tensor, n_in: torch.Tensor) -> torch.Tensor:
-    """A certified lower bound on ‖L^mm‖_* from any Y (m × V); a 0-d tensor (no host sync).
-
-    Lagrangian of min ‖L‖_* + I_C(X), L = X, with multiplier Y: inf_L ‖L‖_* + ⟨Y, L⟩ is 0 if
-    ‖Y‖_2 ≤ 1 (else −∞), and inf_{X∈C} −⟨Y, X⟩ with X_{:,j} = t 1 + w (w_S = 0, w_out ≤ −1) is
-    Σ_out Y if every column sums to 0 and Y_out ≥ 0 (else −∞). Any Y made to satisfy these gives
-    g(Y) = Σ_out Y ≤ ‖L^mm‖_* (weak duality). The repair keeps the linear constraints exactly
-    (clamp, then re-center each column on its support, which leaves Y_out alone) and scales the
-    spectral norm down, which the cone constraints survive.
-    """
-    Y = torch.where(support, Y, Y.clamp_min(0.0))
-    Y = Y - torch.where(support, (Y.sum(dim=1) / n_in)[:, None], 0.0)
-    G = Y.mT @ Y if Y.shape[0] >= Y.shape[1] else Y @ Y.mT
-    lam = torch.linalg.eigvalsh(G)  # the largest eigenvalue is accurate to ~eps relative
-    spectral = lam[-1].clamp_min(0.0).sqrt()
-    return torch.where(support, 0.0, Y).sum() / torch.clamp(spectral, min=1.0)
-
-
-def _nuclear_norm(X: torch.Tensor) -> torch.Tensor:
-    """‖X‖_* from ``svdvals`` (not the Gram: its ~eps·σ_max² noise on the zero eigenvalues of a
-    low-rank X would add ~1e-7 per zero singular value, swamping a 1e-8 gap)."""
-    return torch.linalg.svdvals(X).sum()
-
-
-def _extrapolated_dual(duals) -> torch.Tensor | None:
-    """Aitken-style extrapolation of the dual sequence Y_k = ρ_k U_k from its last three terms.
-
-    ADMM converges linearly, and near the end the dual error shrinks by an almost constant factor
-    q per iteration, so Y_k + (Y_k − Y_{k−1}) q/(1 − q), q = ‖Y_k − Y_{k−1}‖/‖Y_{k−1} − Y_{k−2}‖,
-    is much nearer Y* than Y_k (r104x400: dual-side gap 1.8e-7 → 3.9e-9 at iteration 200). It is
-    only ever a *candidate*: :func:`_dual_bound` repairs any Y, so the bound stays certified.
-    """
-    if len(duals) < 3:
-        return None
-    (r0, U0), (r1, U1), (r2, U2) = duals
-    d1 = r2 * U2 - r1 * U1
-    q = torch.linalg.vector_norm(d1) / torch.linalg.vector_norm(r1 * U1 - r0 * U0).clamp_min(1e-300)
-    # q ≥ 1 (not contracting): no extrapolation; cap the factor at 1000 (q ≤ 0.999).
-    c = torch.where(q < 0.999, q / (1.0 - q.clamp_max(0.999)), 0.0)
-    return r2 * U2 + c * d1
-
-
-def _certificate(X: torch.Tensor, duals, support: torch.Tensor,
-                 n_in: torch.Tensor) -> tuple[float, float]:
-    """(‖X‖_*, dual lower bound), with one host sync.
-
-    ``duals`` holds the last (ρ, U) pairs, newest last; the bound is the better of the repaired
-    current dual ρU and its extrapolation (:func:`_extrapolated_dual`). Both are valid bounds.
-    """
-    rho, U = duals[-1]
-    bounds = [_nuclear_norm(X), _dual_bound(rho * U, support, n_in)]
-    Y_ext = _extrapolated_dual(duals)
-    if Y_ext is not None:
-        bounds.append(_dual_bound(Y_ext, support, n_in))
-    upper, *lower = torch.stack(bounds).tolist()
-    return upper, max(lower)
-
-
-class _Anderson:
-    """Type-II Anderson acceleration of the ADMM fixed-point map, with a safeguard.
-
-    With X = Π_C(W) and U = W − X, one ADMM iteration is a map of W alone (Douglas–Rachford):
-    T(W) = W + α(SVT_{1/ρ}(2X − W) − X), the ``W`` the loop feeds to the projection. Near the
-    optimum it contracts only slowly (r500x3000: by 0.978 per iteration), so instead of
-    W_{k+1} = T(W_k) this takes the combination of the last ``memory`` + 1 values of T whose
-    combination of residuals G = T(W) − W is smallest in least squares (Walker & Ni 2011, the
-    "type-II" form; SCS 3 accelerates its ADMM the same way).
-
-    Two safeguards, both needed on small k-subset tables from a random start (without them
-    the iterates diverged to 1e150), where early on T is locally a translation (G constant, so
-    the differences of G are rounding noise):
-    - a ridge of 1e-8 ‖G‖² on the least squares, so that differences of G far smaller than G
-      carry no weight (near the optimum they are ~1e-2 ‖G‖, and the ridge is negligible);
-    - rejection: ‖G‖ of plain ADMM never grows (T is averaged for α < 2), so an extrapolated point
-      whose ‖G‖ is not below its predecessor's is dropped; the iteration resumes from the
-      predecessor's plain step T(W_{k−1}) with an empty memory, and takes ``memory`` plain steps
-      before it extrapolates again.
-    Over 32 random tables (V = 8…104, both starts) it never took more iterations than plain ADMM,
-    and 2.3x fewer in all (5430 → 2360).
-
-    On CUDA the rejection test syncs the host once per iteration (a scalar); the problems
-    ``auto`` sends there (≥ 1e5 entries) take milliseconds per iteration.
-
-    It changes only which W the projection sees, never how a certificate is taken: X = Π_C(W)
-    stays exactly feasible and ρU a repairable dual, so the result is as certified as before.
-
-    Memory: 2·``memory`` copies of W (r500x3000, memory 8: 192 MB in float64).
-    """
-
-    def __init__(self, memory: int, like: torch.Tensor) -> None:
-        n = like.numel()
-        self.memory = memory
-        self.dG = like.new_empty((memory, n))  # differences of successive residuals G
-        self.dT = like.new_empty((memory, n))  # ... and of successive T(W)
-        self.gram = torch.zeros((memory, memory), dtype=torch.float64, device=like.device)
-        self.rejected = 0
-        self.reset()
-
-    def reset(self, wait: int = 0) -> None:
-        """Empty the memory; extrapolate again only after ``wait`` plain steps."""
-        self.filled = self.pos = 0
-        self.prev_G = self.prev_T = None  # the last step's G and T(W), kept by reference
-        self.extrapolated = False
-        self.wait = wait
-
-    def step(self, W_T: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-        """The next W, given T(W) and the residual G = T(W) − W of the current W.
-
-        Both are kept (not copied), so the caller must not modify them afterwards; the returned
-        tensor is always a new one, free to modify.
-        """
-        G, T = G.reshape(-1), W_T.reshape(-1)
-        g_norm = float(torch.linalg.vector_norm(G))
-        if self.extrapolated and not g_norm < self.prev_g_norm:
-            self.rejected += 1
-            W_next = self.prev_T.reshape(W_T.shape).clone()
-            self.reset(wait=self.memory)
-            return W_next
-        if self.prev_G is not None:
-            k = self.pos
-            torch.sub(G, self.prev_G, out=self.dG[k])
-            torch.sub(T, self.prev_T, out=self.dT[k])
-            self.filled = min(self.filled + 1, self.memory)
-            self.pos = (k + 1) % self.memory
-            row = torch.mv(self.dG[: self.filled], self.dG[k]).double()
-            self.gram[k, : self.filled] = self.gram[: self.filled, k] = row
-        self.prev_G, self.prev_T, self.prev_g_norm = G, T, g_norm
-        self.wait = max(self.wait - 1, 0)
-        self.extrapolated = self.filled > 0 and self.wait == 0
-        if not self.extrapolated:
-            return W_T.clone()
-        n = self.filled
-        A = self.gram[:n, :n]
-        ridge = 1e-8 * g_norm**2 + 1e-300
-        gamma = torch.linalg.solve(A + ridge * torch.eye(n, dtype=A.dtype, device=A.device),
-                                   torch.mv(self.dG[:n], G).double())
-        return torch.addmv(T, self.dT[:n].mT, gamma.to(T.dtype), alpha=-1.0).reshape(W_T.shape)
-
-
 # --- the solver ----------------------------------------------------------------------------------
 
 def solve_admm(support: np.ndarray, *, device: str = _OPTIONS.device,
@@ -398,7 +261,7 @@ def solve_admm(support: np.ndarray, *, device: str = _OPTIONS.device,
         (1e-6 added 30% on r104x400: float32 stalls). 0: float64 throughout. None (default):
         :data:`FLOAT32_UNTIL` on the CPU, 0 on CUDA (not measured there).
     anderson : int or None
-        Memory of the Anderson acceleration (:class:`_Anderson`); 0 runs plain ADMM; None
+        Memory of the Anderson acceleration (:class:`Anderson`); 0 runs plain ADMM; None
         (default): :data:`ANDERSON_MEMORY`, which also says what it saves.
     log_every_seconds : float
         Interval of the progress log lines (INFO).
@@ -438,7 +301,7 @@ def solve_admm(support: np.ndarray, *, device: str = _OPTIONS.device,
     if low_precision:
         X, U, n_in = X.float(), U.float(), n_in.float()
     stall, best_res = 0, math.inf
-    accel = _Anderson(anderson, X) if anderson else None
+    accel = Anderson(anderson, X) if anderson else None
     if rho is None:
         rho = 10.0 / max(float(torch.linalg.matrix_norm(S_bar, 2)), 1e-12)
     log.info("admm: V=%d, m=%d on %s, gap_tol=%.1e, residual_tol=%.1e, rho0=%.3g", V, m, dev,
@@ -491,12 +354,12 @@ def solve_admm(support: np.ndarray, *, device: str = _OPTIONS.device,
                 duals.clear()
                 if accel is not None:
                     rejected = accel.rejected
-                    accel = _Anderson(anderson, X)
+                    accel = Anderson(anderson, X)
                     accel.rejected = rejected
                 log.info("admm: float64 from iteration %d (residuals %.1e, %.1e)", it, r_rel,
                          s_rel)
         if want_gap:
-            upper, lower = _certificate(X, duals, supp, n_in)
+            upper, lower = certificate(X, duals, supp, n_in)
             best_lower = lower = max(lower, best_lower)
             gap = (upper - lower) / upper
         elapsed = time.perf_counter() - start
@@ -530,7 +393,7 @@ def solve_admm(support: np.ndarray, *, device: str = _OPTIONS.device,
     seconds = time.perf_counter() - start
     if status != "optimal":
         # The final certificate, whatever happened at the last check.
-        upper, lower = _certificate(X, duals, supp, n_in)
+        upper, lower = certificate(X, duals, supp, n_in)
         lower = max(lower, best_lower)
         gap = (upper - lower) / upper
         log.warning("admm: stopped by %s after %d iterations (%.1f s) at certified gap %.2e > %.1e",
@@ -543,20 +406,6 @@ def solve_admm(support: np.ndarray, *, device: str = _OPTIONS.device,
                       status=status, iterations=it, seconds=seconds, device=str(dev),
                       history={k: np.asarray(v, dtype=float) for k, v in hist.items()},
                       extrapolations_rejected=accel.rejected if accel is not None else 0)
-
-
-def certified_gap(L: np.ndarray, Y: np.ndarray, support: np.ndarray) -> tuple[float, float, float]:
-    """Certify any feasible L (V × m) with any dual guess Y (V × m): (‖L‖_*, lower bound, rel. gap).
-
-    Used for the cvxpy solvers, whose linear-constraint multipliers give Y (see
-    :func:`_dual_bound`); L must be exactly feasible for the upper bound to be valid.
-    """
-    supp = torch.as_tensor(np.ascontiguousarray(np.asarray(support, dtype=bool).T))
-    n_in = supp.sum(dim=1).to(DTYPE)
-    X = torch.as_tensor(np.ascontiguousarray(L.T), dtype=DTYPE)
-    upper = float(_nuclear_norm(X))
-    lower = float(_dual_bound(torch.as_tensor(np.ascontiguousarray(Y.T), dtype=DTYPE), supp, n_in))
-    return upper, lower, (upper - lower) / upper
 
 
 def project_feasible(L: np.ndarray, support: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ it needs GBs at PSD order ~120 and aborts the process beyond.
 
 The returned L is projected onto the constraint set (the solver's own iterate violates it by about
 its tolerance; the violation is kept in ``raw_max_violation``), and certified with the multipliers
-of the linear constraints as dual guess (:func:`ntpgeom.theory.svm.admm.certified_gap`).
+of the linear constraints as dual guess (:func:`ntpgeom.theory.svm.certificate.certified_gap`).
 """
 
 from __future__ import annotations
@@ -120,7 +120,8 @@ def solve_cvx(support: np.ndarray, *, solver: str = "scs", eps: float = ScsOptio
 
     # admm imports torch: not at module level, since Snakemake imports this module for every
     # svm job's memory estimate (rules/common.smk).
-    from ntpgeom.theory.svm.admm import certified_gap, project_feasible
+    from ntpgeom.theory.svm.admm import project_feasible
+    from ntpgeom.theory.svm.certificate import certified_gap
 
     S = np.asarray(support, dtype=bool)
     V, m = S.shape
