@@ -32,10 +32,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from ntpgeom.config import from_section, to_section
 from ntpgeom.metrics.core import center_columns
 from ntpgeom.store import provenance
 from ntpgeom.theory.reference import RANK_RTOL
@@ -48,6 +51,30 @@ DEGENERACY_RTOL = 1e-6
 ZERO_RTOL = 1e-8
 #: θ of the learning step, in logits (§5 check 4).
 THETA = 0.5
+
+
+@dataclass(frozen=True)
+class SemanticsConfig:
+    """The ``semantics`` section: how a run's learning order and concept clusters are read.
+
+    The defaults stated here are the section's (``schemas/semantics.schema.yaml`` documents the
+    same values; ``tests/test_semantics.py`` proves they agree) and :func:`run_semantics`'s.
+    """
+
+    theta: float = THETA  # learning-step threshold, logits
+    max_k: int = 8  # largest number of concept directions clustered
+    zero_rtol: float = ZERO_RTOL  # |y| ≤ zero_rtol × max |y| is the sign 0
+    degeneracy_rtol: float = DEGENERACY_RTOL  # relative σ gap that ends a degenerate block
+    pole_words: int = 3  # words naming each pole of a direction
+    kmeans_seed: int = 0  # seed of the spectral k-means baseline
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], where: str = "semantics") -> SemanticsConfig:
+        """From a ``semantics`` section (missing keys: the defaults; unknown keys: refused)."""
+        return from_section(cls, values, where)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_section(self)
 
 
 def spectrum(T: np.ndarray, rtol: float = RANK_RTOL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -227,9 +254,12 @@ def pole_names(Y: np.ndarray, names: Sequence[str], top: int = 3) -> tuple[list[
 
 
 # -- the semantics store ------------------------------------------------------------------------
-def run_semantics(train, table, reference, svm=None, *, theta: float = THETA, max_k: int = 8,
-                  zero_rtol: float = ZERO_RTOL, degeneracy_rtol: float = DEGENERACY_RTOL,
-                  pole_words: int = 3, kmeans_seed: int = 0):
+def run_semantics(train, table, reference, svm=None, *, theta: float = SemanticsConfig.theta,
+                  max_k: int = SemanticsConfig.max_k,
+                  zero_rtol: float = SemanticsConfig.zero_rtol,
+                  degeneracy_rtol: float = SemanticsConfig.degeneracy_rtol,
+                  pole_words: int = SemanticsConfig.pole_words,
+                  kmeans_seed: int = SemanticsConfig.kmeans_seed):
     """The ``results/{dataset}/semantics/{model}/{run}.zarr`` dataset of one training run.
 
     Parameters
@@ -356,11 +386,11 @@ def run_semantics(train, table, reference, svm=None, *, theta: float = THETA, ma
         coords["level"] = np.arange(1, labels.shape[1] + 1)
     ds = xr.Dataset(data, coords=coords)
     describe(ds)
-    options = {"theta": theta, "max_k": max_k, "zero_rtol": zero_rtol,
-               "degeneracy_rtol": degeneracy_rtol, "pole_words": pole_words,
-               "kmeans_seed": kmeans_seed}  # the `semantics` section, as the store's config
+    options = SemanticsConfig(theta=theta, max_k=max_k, zero_rtol=zero_rtol,
+                              degeneracy_rtol=degeneracy_rtol, pole_words=pole_words,
+                              kmeans_seed=kmeans_seed)
     ds.attrs = provenance(
-        options, wall_seconds=time.perf_counter() - start,
+        options.to_dict(), wall_seconds=time.perf_counter() - start,
         dataset=str(train.attrs.get("dataset", "")), model=str(train.attrs.get("model", "")),
         run=str(train.attrs.get("run", "")), theta=float(theta), theta_units="logits",
         zero_rtol=float(zero_rtol), degeneracy_rtol=float(degeneracy_rtol),
