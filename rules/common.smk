@@ -598,7 +598,7 @@ def _parse_grids():
         except UserError as err:
             _refuse(err)
     if grids:
-        # set_default=False: the schema documents the point defaults, GridSpec applies them.
+        # set_default=False: the schema documents the point defaults, GridPoint states them.
         try:
             _config.validate({"grids": config["grids"]}, SCHEMAS / "grid.schema.yaml",
                              set_default=False)
@@ -669,19 +669,26 @@ def grid_batch_patterns(wildcards):
     return batches[wildcards.batch]
 
 
-def grid_batch_points(wildcards):
-    """The full parameters of the batch's points (defaults ← grid's fixed ← axis values)."""
+def grid_points(wildcards):
+    """The batch's points as ntpgeom.studies.grid.GridPoint (defaults ← grid's fixed ← axis
+    values)."""
     spec = GRIDS[wildcards.grid]
     return [spec.point(p) for p in grid_batch_patterns(wildcards)]
+
+
+def grid_batch_points(wildcards):
+    """The settings of the batch's points as plain mappings (the script builds each GridPoint
+    from them)."""
+    return [point.to_dict() for point in grid_points(wildcards)]
 
 
 def grid_batch_input(wildcards):
     """The batch's table (from the table stage) and, unless L^mm is in closed form, its svm store
     (equal for every point of a batch: dataset and solver are shape keys)."""
-    point = grid_batch_points(wildcards)[0]
-    inputs = {"table": fill(TABLE, dataset=point["dataset"])}
-    if point["solver"] != "closed_form":
-        inputs["svm"] = fill(SVM, dataset=point["dataset"], solver=point["solver"])
+    point = grid_points(wildcards)[0]
+    inputs = {"table": fill(TABLE, dataset=point.dataset)}
+    if point.solver != "closed_form":
+        inputs["svm"] = fill(SVM, dataset=point.dataset, solver=point.solver)
     return inputs
 
 
@@ -689,9 +696,9 @@ def grid_batch_runtime(wildcards, attempt):
     """Minutes: ~1 s per 1,000 small UFM steps on one core, generously rounded, times the points
     trained one after the other (transformers; vmap-ed UFM points cost about one); doubled per
     retry."""
-    points = grid_batch_points(wildcards)
-    serial = len(points) if points[0]["model"] == "transformer" else 1
-    return (5 + serial * points[0]["epochs"] // 2000) * attempt
+    points = grid_points(wildcards)
+    serial = len(points) if points[0].model == "transformer" else 1
+    return (5 + serial * points[0].epochs // 2000) * attempt
 
 
 # Batched grids are meant for a GPU; `--config grid_batch_gpu=false` runs them on CPU cores.
@@ -701,8 +708,8 @@ GRID_BATCH_GPU = config["grid_batch_gpu"]  # validated: a bool, default from the
 def grid_batch_gpu(wildcards):
     """A batch asks for a GPU when it trains transformers, or when it batches several points
     (unless grid_batch_gpu is false); single UFM points are tiny and run on a CPU core."""
-    points = grid_batch_points(wildcards)
-    return int(points[0]["model"] == "transformer" or len(points) > 1 and GRID_BATCH_GPU)
+    points = grid_points(wildcards)
+    return int(points[0].model == "transformer" or len(points) > 1 and GRID_BATCH_GPU)
 
 
 def grid_batch_stores(wildcards):

@@ -1,10 +1,10 @@
 """Config flows one way: each section is a frozen dataclass whose defaults are stated once.
 
-The dataclasses (TableConfig, SvmConfig, TrainConfig, GeometryConfig) hold the defaults; the
-schemas' `default:`s document them, the CLI's options and the package functions' keyword defaults
-read them. These tests prove every copy agrees, key by key, so a default changed in one place and
-not the other fails here. The last ones run real `snakemake -n` with the `--config` override the
-README documents.
+The dataclasses (TableConfig, SvmConfig, TrainConfig, GeometryConfig, and a grid's GridPoint)
+hold the defaults; the schemas' `default:`s document them, the CLI's options and the package
+functions' keyword defaults read them. These tests prove every copy agrees, key by key, so a
+default changed in one place and not the other fails here. Some run real `snakemake -n` with the
+`--config` override the README documents.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ntpgeom.config import (
 from ntpgeom.data.build import TableConfig, TokenizerConfig, build_table, make_table
 from ntpgeom.errors import UserError
 from ntpgeom.metrics.geometry import GeometryConfig, run_geometry
+from ntpgeom.studies.grid import POINT_KEYS, GridPoint, GridSpec, parse_grid
 from ntpgeom.theory.svm import SvmConfig, solve, solve_options
 from ntpgeom.theory.svm.admm import ANDERSON_MEMORY, solve_admm
 from ntpgeom.theory.svm.cvx import solve_cvx
@@ -47,6 +48,12 @@ def _keyword_defaults(func) -> dict:
             if p.default is not inspect.Parameter.empty}
 
 
+def _types(tree):
+    """The type of every value, dicts walked (an int 4 and a float 4.0 compare equal but are
+    stored apart)."""
+    return {k: _types(v) if isinstance(v, dict) else type(v) for k, v in tree.items()}
+
+
 # ---------------------------------------------------------------------------------------------
 # schema defaults == dataclass defaults, key by key
 
@@ -55,9 +62,7 @@ def test_schema_defaults_are_the_dataclass_defaults(section):
     schema = schema_defaults(SCHEMAS / f"{section}.schema.yaml")
     assert schema == dataclass_defaults(SECTIONS[section])
     # And with the same types (an int 4 and a float 4.0 compare equal but are stored apart).
-    def types(tree):
-        return {k: types(v) if isinstance(v, dict) else type(v) for k, v in tree.items()}
-    assert types(schema) == types(dataclass_defaults(SECTIONS[section]))
+    assert _types(schema) == _types(dataclass_defaults(SECTIONS[section]))
 
 
 def test_train_schema_defaults_are_train_config_defaults():
@@ -97,6 +102,38 @@ def test_from_dict_builds_nested_sections_and_refuses_unknown_keys():
         GeometryConfig.from_dict({"knn": 3})
     with pytest.raises(UserError, match=r"^svm\.scs: 3 is not a mapping"):
         from_section(SvmConfig, {"scs": 3}, "svm")
+
+
+def test_grid_point_refuses_unknown_keys_naming_the_key_path():
+    cases = [
+        (lambda: GridPoint.from_dict({"lamda": 0.1}, where="grids.g"),
+         r"^grids\.g\.lamda: unknown key; did you mean `lambda`\?"),
+        # The field is lambda_ (a Python keyword), the key is lambda: the field name is refused.
+        (lambda: GridPoint.from_dict({"lambda_": 0.1}),
+         r"^grid point\.lambda_: unknown key; did you mean `lambda`\?"),
+        (lambda: GridSpec.from_dict({"name": "g", "axes": {"d": [2]}, "defaults": {"dd": 2}}),
+         r"^grids\.g\.defaults\.dd: unknown key; did you mean `d`\?"),
+    ]
+    for build, match in cases:
+        with pytest.raises(UserError, match=match) as err:
+            build()
+        assert "\n" not in str(err.value)
+
+
+def test_grid_point_keys_are_config_keys():
+    """`lambda` is the config key of the field lambda_, both ways; the rest keep their names."""
+    point = GridPoint.from_dict({"lambda": 0.25, "d": 4})
+    assert (point.lambda_, point.d) == (0.25, 4)
+    assert point.to_dict()["lambda"] == 0.25 and "lambda_" not in point.to_dict()
+    assert GridPoint.from_dict(point.to_dict()) == point
+    assert GridPoint.from_dict(point) is point  # a point passes through
+    # A value keeps its type (lr 1 stays an int): the jobs' params are compared as written.
+    assert type(GridPoint.from_dict({"lr": 1}).to_dict()["lr"]) is int
+    spec = parse_grid("g", {"axes": {"lambda": [0.0, 0.1]}, "fixed": {"epochs": 5}},
+                      datasets=["k"])
+    assert GridSpec.from_dict(spec.definition()) == spec  # what the aggregate's script rebuilds
+    assert spec.definition()["defaults"] == GridPoint(dataset="k").to_dict()
+    assert spec.point("lambda~0.1") == GridPoint(dataset="k", lambda_=0.1, epochs=5)
 
 
 def test_solve_options_per_solver_come_from_the_section():
@@ -253,24 +290,32 @@ def test_grid_batch_gpu_override_dry_runs(grid_workdir, override, gpu):
 
 
 # ---------------------------------------------------------------------------------------------
-# grids and the linear study: their defaults live in the package (POINT_KEYS, linear_reference);
-# the schemas document the same values
+# grids and the linear study: a grid point's defaults live in GridPoint, linear_reference's in the
+# package; the schemas document the same values
 
 def test_grid_point_defaults_and_choices_are_the_schema_ones():
     from ntpgeom.config import load_schema
-    from ntpgeom.studies.grid import POINT_DEFAULTS, POINT_KEYS, parse_grid
 
     schema = load_schema(SCHEMAS / "grid.schema.yaml")
     point = schema["$defs"]["point"]
     # (Not schema_defaults: `dataset` documents null = the first dataset, not a string value.)
-    assert {k: v["default"] for k, v in point["properties"].items()} == POINT_DEFAULTS
-    for key, (_, allowed, _, _) in POINT_KEYS.items():
+    documented = {k: v["default"] for k, v in point["properties"].items()}
+    defaults = dataclass_defaults(GridPoint)
+    assert documented == defaults
+    for key in documented:  # key by key, with the same types
+        assert (documented[key], type(documented[key])) == (defaults[key], type(defaults[key])), key
+    # POINT_KEYS (what each value may be) names the same settings, in GridPoint's order.
+    assert list(POINT_KEYS) == list(defaults)
+    for key, (_, allowed, _) in POINT_KEYS.items():
         assert tuple(point["properties"][key].get("enum", ())) == (allowed or ()), key
     assert schema["$defs"]["grid"]["properties"]["axes"]["propertyNames"]["enum"] == list(
         POINT_KEYS)
     grid = schema["$defs"]["grid"]["properties"]
     spec = parse_grid("g", {"axes": {"seed": [0, 1]}}, datasets=["k"])
     assert (spec.batch, spec.figure) == (grid["batch"]["default"], grid["figure"]["default"])
+    assert (GridSpec.batch, GridSpec.figure) == (spec.batch, spec.figure)
+    # parse_grid fills in only the dataset: the first one.
+    assert spec.defaults == GridPoint(dataset="k")
 
 
 def test_linear_reference_defaults_are_the_schema_ones():
@@ -298,12 +343,14 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 from ntpgeom.data.build import TableConfig
 from ntpgeom.metrics.geometry import GeometryConfig
+from ntpgeom.studies.grid import GridPoint
 from ntpgeom.theory.svm import SvmConfig
 from ntpgeom.theory.svm.admm import solve_admm
 print(SvmConfig.from_dict({"admm": {"anderson": 3}}).solve_options("admm")["anderson"],
-      TableConfig.from_dict({"top_m": 4}).top_m, GeometryConfig().knn_k)
+      TableConfig.from_dict({"top_m": 4}).top_m, GeometryConfig().knn_k,
+      GridPoint.from_dict({"lambda": 0.5}).lambda_)
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={"PYTHONPATH": str(ROOT / "src")}, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == ["3", "4", "5"]
+    assert proc.stdout.split() == ["3", "4", "5", "0.5"]
