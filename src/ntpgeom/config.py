@@ -9,10 +9,10 @@ The validator fills in the schema's defaults while it checks (as Snakemake's doe
 read after :func:`validate` has every key.
 
 Each section then becomes a frozen dataclass (:func:`from_section`): ``TableConfig``,
-``SvmConfig``, ``TrainConfig``, ``GeometryConfig`` and a grid's ``GridPoint``, in the module of
-their stage. The dataclass states each default once; the CLI's options and the package
-functions' keyword defaults read it, and the schema's ``default:`` documents the same value (a
-test proves they agree: :func:`schema_defaults` against :func:`dataclass_defaults`).
+``SvmConfig``, ``TrainConfig``, ``GeometryConfig``, ``LinearConfig``, and a grid's ``GridPoint``,
+in the module of their stage. The dataclass states each default once; the CLI's options and the
+package functions' keyword defaults read it, and the schema's ``default:`` documents the same
+value (a test proves they agree: :func:`schema_defaults` against :func:`dataclass_defaults`).
 """
 
 from __future__ import annotations
@@ -336,7 +336,8 @@ def from_section(cls: type, values: Mapping[str, Any], where: str) -> Any:
     """A frozen section dataclass from a config mapping (a validated section, or part of one).
 
     Missing keys take the dataclass's defaults; a field whose type is itself a dataclass
-    (``SvmConfig.admm``) is built from its sub-mapping; a ``tuple`` field takes a list. Values
+    (``SvmConfig.admm``) is built from its sub-mapping, and so is each entry of a ``dict[str, E]``
+    field of dataclasses ``E`` (``LinearConfig.embeddings``); a ``tuple`` field takes a list. Values
     are kept as given otherwise (``4`` stays an int), so that ``to_section`` gives back the
     mapping the store's provenance records. Keys are the fields' :func:`config_key`.
 
@@ -359,8 +360,20 @@ def from_section(cls: type, values: Mapping[str, Any], where: str) -> Any:
             value = from_section(kind, value or {}, f"{where}.{key}")
         elif typing.get_origin(kind) is tuple and isinstance(value, list):
             value = tuple(value)
+        elif _entry_class(kind) is not None and isinstance(value, Mapping):
+            value = {name: from_section(_entry_class(kind), entry or {}, f"{where}.{key}.{name}")
+                     for name, entry in value.items()}
         out[f.name] = value
     return cls(**out)
+
+
+def _entry_class(kind: Any) -> type | None:
+    """``E`` of a ``dict[str, E]`` field whose entries are dataclasses (``linear.embeddings``:
+    name → entry), else None."""
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) is dict and len(args) == 2 and dataclasses.is_dataclass(args[1]):
+        return args[1]
+    return None
 
 
 def to_section(instance: Any) -> dict[str, Any]:
