@@ -455,7 +455,7 @@ def report_linear(wildcards=None):
 
 def report_toy(wildcards=None):
     """The 2-D toy's PNG when linear.toy is set, else None."""
-    return fill(LINEAR_TOY, ext="png") if config.get("linear", {}).get("toy") else None
+    return fill(LINEAR_TOY, ext="png") if linear_toplevel()["toy"] else None
 
 
 def report_semantics(wildcards=None):
@@ -518,8 +518,26 @@ def semantics_params(wildcards):
 
 
 # -- the linear model (rules/linear.smk) ----------------------------------------------------------
+# The rules' params are plain mappings of the validated section; the scripts build
+# ntpgeom.studies.linear.LinearConfig from them.
 def linear_section(dataset):
     return dataset_section(dataset, "linear")
+
+
+_LINEAR_TOPLEVEL = {}
+
+
+def linear_toplevel():
+    """The top-level `linear` section alone, validated with the schema's defaults: the 2-D toy
+    (`toy`, `toy_seed`) is one figure for the whole run, read from here, not per dataset."""
+    if not _LINEAR_TOPLEVEL:
+        try:
+            _LINEAR_TOPLEVEL.update(_config.validate(_config.merge({}, config.get("linear")),
+                                                     SCHEMAS / "linear.schema.yaml",
+                                                     where="linear"))
+        except UserError as err:
+            _refuse(err)
+    return _LINEAR_TOPLEVEL
 
 
 def linear_embeddings(dataset):
@@ -541,7 +559,7 @@ def linear_targets():
                               optimizer=linear_optimizers(dataset))
             targets += expand(LINEAR_FIGURE, dataset=dataset, embedding=emb,
                               name=LINEAR_FIGURES, ext=("png", "pdf"))
-    if config.get("linear", {}).get("toy", False):
+    if linear_toplevel()["toy"]:
         targets += expand(LINEAR_TOY, ext=("png", "pdf"))
     return targets
 
@@ -560,23 +578,19 @@ def linear_store(wildcards):
     return []
 
 
-def linear_options(wildcards):
-    """The dataset's linear section without the per-embedding and per-optimizer tables."""
-    section = linear_section(wildcards.dataset)
-    return {k: v for k, v in section.items() if k not in ("embeddings", "optimizers")}
-
-
 def linear_reference_params(wildcards):
-    return {
-        "embedding": linear_embedding_spec(wildcards),
-        "options": linear_options(wildcards),
-        "config": {"linear": linear_section(wildcards.dataset)},
-    }
+    """The dataset's whole `linear` section (the reference's provenance records it; the script
+    takes the {embedding} entry from it)."""
+    return {"linear": linear_section(wildcards.dataset)}
 
 
 def linear_train_params(wildcards):
+    """This run's part of the dataset's `linear` section: its options and its own `optimizers`
+    entry, without the other entries and the embeddings (editing those reruns no other run)."""
     section = linear_section(wildcards.dataset)
-    return {"spec": section["optimizers"][wildcards.optimizer], "options": linear_options(wildcards)}
+    run = wildcards.optimizer
+    options = {k: v for k, v in section.items() if k not in ("embeddings", "optimizers")}
+    return {"linear": {**options, "optimizers": {run: section["optimizers"][run]}}}
 
 
 def linear_train_stores(wildcards):
@@ -585,7 +599,7 @@ def linear_train_stores(wildcards):
 
 
 def linear_toy_seed(wildcards):
-    return config.get("linear", {}).get("toy_seed", 0)
+    return linear_toplevel()["toy_seed"]
 
 
 # -- parameter grids (rules/grid.smk) -------------------------------------------------------------
@@ -598,7 +612,7 @@ def _parse_grids():
         except UserError as err:
             _refuse(err)
     if grids:
-        # set_default=False: the schema documents the point defaults, GridSpec applies them.
+        # set_default=False: the schema documents the point defaults, GridPoint states them.
         try:
             _config.validate({"grids": config["grids"]}, SCHEMAS / "grid.schema.yaml",
                              set_default=False)
@@ -669,19 +683,26 @@ def grid_batch_patterns(wildcards):
     return batches[wildcards.batch]
 
 
-def grid_batch_points(wildcards):
-    """The full parameters of the batch's points (defaults ← grid's fixed ← axis values)."""
+def grid_points(wildcards):
+    """The batch's points as ntpgeom.studies.grid.GridPoint (defaults ← grid's fixed ← axis
+    values)."""
     spec = GRIDS[wildcards.grid]
     return [spec.point(p) for p in grid_batch_patterns(wildcards)]
+
+
+def grid_batch_points(wildcards):
+    """The settings of the batch's points as plain mappings (the script builds each GridPoint
+    from them)."""
+    return [point.to_dict() for point in grid_points(wildcards)]
 
 
 def grid_batch_input(wildcards):
     """The batch's table (from the table stage) and, unless L^mm is in closed form, its svm store
     (equal for every point of a batch: dataset and solver are shape keys)."""
-    point = grid_batch_points(wildcards)[0]
-    inputs = {"table": fill(TABLE, dataset=point["dataset"])}
-    if point["solver"] != "closed_form":
-        inputs["svm"] = fill(SVM, dataset=point["dataset"], solver=point["solver"])
+    point = grid_points(wildcards)[0]
+    inputs = {"table": fill(TABLE, dataset=point.dataset)}
+    if point.solver != "closed_form":
+        inputs["svm"] = fill(SVM, dataset=point.dataset, solver=point.solver)
     return inputs
 
 
@@ -689,9 +710,9 @@ def grid_batch_runtime(wildcards, attempt):
     """Minutes: ~1 s per 1,000 small UFM steps on one core, generously rounded, times the points
     trained one after the other (transformers; vmap-ed UFM points cost about one); doubled per
     retry."""
-    points = grid_batch_points(wildcards)
-    serial = len(points) if points[0]["model"] == "transformer" else 1
-    return (5 + serial * points[0]["epochs"] // 2000) * attempt
+    points = grid_points(wildcards)
+    serial = len(points) if points[0].model == "transformer" else 1
+    return (5 + serial * points[0].epochs // 2000) * attempt
 
 
 # Batched grids are meant for a GPU; `--config grid_batch_gpu=false` runs them on CPU cores.
@@ -701,8 +722,8 @@ GRID_BATCH_GPU = config["grid_batch_gpu"]  # validated: a bool, default from the
 def grid_batch_gpu(wildcards):
     """A batch asks for a GPU when it trains transformers, or when it batches several points
     (unless grid_batch_gpu is false); single UFM points are tiny and run on a CPU core."""
-    points = grid_batch_points(wildcards)
-    return int(points[0]["model"] == "transformer" or len(points) > 1 and GRID_BATCH_GPU)
+    points = grid_points(wildcards)
+    return int(points[0].model == "transformer" or len(points) > 1 and GRID_BATCH_GPU)
 
 
 def grid_batch_stores(wildcards):

@@ -11,7 +11,7 @@ from ntpgeom.studies.grid import GridSpec, aggregate, batch_names, incomplete_ba
 
 
 def main() -> None:
-    spec = GridSpec(**snakemake.params.grid)
+    spec = GridSpec.from_dict(snakemake.params.grid)
     paths = {name: Path(p) for name, p in zip(batch_names(spec), snakemake.input.batches,
                                               strict=True)}
     batches = {}

@@ -7,6 +7,7 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 from ntpgeom.data.table import load  # noqa: E402
 from ntpgeom.store import open_store, script_main, write_store  # noqa: E402
 from ntpgeom.studies.grid import (  # noqa: E402
+    GridPoint,
     batch_dataset,
     max_margin_logits,
     reweight_counts,
@@ -15,12 +16,12 @@ from ntpgeom.studies.grid import (  # noqa: E402
 
 
 def main() -> None:
-    points = snakemake.params.points
+    where = f"grids.{snakemake.wildcards.grid}"
+    points = [GridPoint.from_dict(p, where=where) for p in snakemake.params.points]
     first = points[0]  # dataset, solver and count model are shape keys: equal in a batch
-    table = reweight_counts(load(snakemake.input.table), first["count_model"],
-                            zipf_a=first["zipf_a"])
+    table = reweight_counts(load(snakemake.input.table), first.count_model, zipf_a=first.zipf_a)
     svm = snakemake.input.get("svm")  # only for a solver other than closed_form
-    L_mm = max_margin_logits(table, first["solver"], open_store(svm) if svm else None,
+    L_mm = max_margin_logits(table, first.solver, open_store(svm) if svm else None,
                              where=str(svm))
     stores = run_points(table, L_mm, points, threads=snakemake.threads)
     write_store(batch_dataset(stores, snakemake.params.patterns), snakemake.output.batch)

@@ -10,7 +10,7 @@ from ntpgeom.studies.grid import GridSpec  # noqa: E402
 
 
 def main() -> None:
-    spec = GridSpec(**snakemake.params.grid)
+    spec = GridSpec.from_dict(snakemake.params.grid)
     fig = grid_figure(open_store(snakemake.input.grid), spec)
     fig.savefig(snakemake.output.png, dpi=120)
 

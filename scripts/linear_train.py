@@ -8,15 +8,17 @@ import torch  # noqa: E402
 
 from ntpgeom.data.table import load  # noqa: E402
 from ntpgeom.store import open_store, script_main  # noqa: E402
-from ntpgeom.studies.linear import train_linear  # noqa: E402
+from ntpgeom.studies.linear import LinearConfig, train_linear  # noqa: E402
 
 
 def main() -> None:
     torch.set_num_threads(snakemake.threads)
+    linear = LinearConfig.from_dict(snakemake.params.spec["linear"])  # with this run's entry only
+    run = snakemake.wildcards.optimizer
     reference = snakemake.input.reference
     # The store is written by the training stage, with its resume checkpoint: no write_store here.
     train_linear(load(snakemake.input.table), open_store(reference), out=snakemake.output.train,
-                 run=snakemake.wildcards.optimizer, where=str(reference), **snakemake.params.spec)
+                 spec=linear.optimizers[run], linear=linear, run=run, where=str(reference))
 
 
 script_main(main)

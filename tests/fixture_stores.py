@@ -167,25 +167,23 @@ LINEAR = {"embeddings": {"random": {"source": "random", "d": 16, "seed": 0}},
 
 def write_linear(root: Path, dataset: str, linear: dict = LINEAR) -> None:
     """Write the linear stores of ``dataset`` (its table must exist) for the ``linear`` section,
-    with the schema's defaults for the options it does not set (as rules/linear.smk passes)."""
-    from ntpgeom.studies.linear import linear_reference_for, train_linear
+    with LinearConfig's defaults for the keys it does not set (the schema's, which the rules'
+    validated section has)."""
+    from ntpgeom.studies.linear import LinearConfig, linear_reference_for, train_linear
 
     base = Path(root) / "results" / dataset
-    options = {"solvers": ["clarabel", "fista"], "eps": 1e-9, "fista_tol": 1e-10,
-               "fista_max_iter": 200_000, "rank_rtol": 1e-6, "epochs": 10_000, "seed": 0,
-               "dtype": "float64", "checkpoints_per_decade": 10, "device": "cpu"}
-    options.update({k: v for k, v in linear.items() if k in options})
+    section = LinearConfig.from_dict(linear)
     # As scripts/linear_reference.py and scripts/linear_train.py: the table and the reference
     # read back from their stores.
     table = load(base / "table.zarr")
-    for emb, spec in linear["embeddings"].items():
+    for emb, spec in section.embeddings.items():
         ref = base / "linear" / emb / "reference.zarr"
-        write_store(linear_reference_for(table, embedding=spec, options=options), ref)
+        write_store(linear_reference_for(table, embedding=spec, linear=section), ref)
         reference = open_store(ref)
-        for name, opt in linear["optimizers"].items():
+        for name, opt in section.optimizers.items():
             train_linear(table, reference,
                          out=str(base / "linear" / emb / "train" / f"{name}.zarr"), spec=opt,
-                         options=options, run=name, where=str(ref))
+                         linear=section, run=name, where=str(ref))
 
 
 REPO = Path(__file__).resolve().parents[1]

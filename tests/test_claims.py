@@ -154,7 +154,7 @@ def linear_problem():
 @pytest.mark.parametrize(("optimizer", "lr"), [("gd", "auto"), ("ngd", 0.05), ("adam", 0.02)])
 def test_claim8_gd_ngd_adam_approach_W_mm_in_direction_and_W_star_on_F(  # noqa: N802
         linear_problem, optimizer, lr):
-    from ntpgeom.studies.linear import run_metrics, train_config
+    from ntpgeom.studies.linear import LinearConfig, run_metrics, train_config
     from ntpgeom.train.engine import fit
 
     table, H, ref = linear_problem
@@ -162,8 +162,8 @@ def test_claim8_gd_ngd_adam_approach_W_mm_in_direction_and_W_star_on_F(  # noqa:
     if optimizer == "adam":
         spec["betas"] = [0.9, 0.99]
     config = train_config(spec, d=16, L_smooth=ref.attrs["L_smooth"],
-                          options={"epochs": 1000, "seed": 0, "dtype": "float64",
-                                   "checkpoints_per_decade": 3, "device": "cpu"})
+                          linear=LinearConfig(epochs=1000, seed=0, dtype="float64",
+                                              checkpoints_per_decade=3, device="cpu"))
     # One thread (two oversubscribe a shared machine) and a sparse trace: seconds, not a minute.
     config = dataclasses.replace(config, threads=1, trace_every=10)
     traj = fit(table, config, features=H, progress=False)

@@ -1,10 +1,10 @@
 """Config flows one way: each section is a frozen dataclass whose defaults are stated once.
 
-The dataclasses (TableConfig, SvmConfig, TrainConfig, GeometryConfig) hold the defaults; the
-schemas' `default:`s document them, the CLI's options and the package functions' keyword defaults
-read them. These tests prove every copy agrees, key by key, so a default changed in one place and
-not the other fails here. The last ones run real `snakemake -n` with the `--config` override the
-README documents.
+The dataclasses (TableConfig, SvmConfig, TrainConfig, GeometryConfig, LinearConfig with its
+EmbeddingConfig entries, and a grid's GridPoint) hold the defaults; the schemas' `default:`s
+document them, the CLI's options and the package functions' keyword defaults read them. These
+tests prove every copy agrees, key by key, so a default changed in one place and not the other
+fails here. Some run real `snakemake -n` with the `--config` override the README documents.
 """
 
 from __future__ import annotations
@@ -28,13 +28,22 @@ from ntpgeom.config import (
 from ntpgeom.data.build import TableConfig, TokenizerConfig, build_table, make_table
 from ntpgeom.errors import UserError
 from ntpgeom.metrics.geometry import GeometryConfig, run_geometry
+from ntpgeom.studies.grid import POINT_KEYS, GridPoint, GridSpec, parse_grid
+from ntpgeom.studies.linear import (
+    EmbeddingConfig,
+    LinearConfig,
+    linear_reference,
+    linear_reference_for,
+    train_config,
+)
 from ntpgeom.theory.svm import SvmConfig, solve, solve_options
 from ntpgeom.theory.svm.admm import ANDERSON_MEMORY, solve_admm
 from ntpgeom.theory.svm.cvx import solve_cvx
 from ntpgeom.train.config import TrainConfig
 
 SCHEMAS = ROOT / "schemas"
-SECTIONS = {"table": TableConfig, "svm": SvmConfig, "geometry": GeometryConfig}
+SECTIONS = {"table": TableConfig, "svm": SvmConfig, "geometry": GeometryConfig,
+            "linear": LinearConfig}
 # Keys of the `train` section that list one value per run (the run's TrainConfig takes one).
 PER_RUN = {"models": "model", "d": "d", "seeds": "seed", "ridge": "ridge",
            "init_scale": "init_scale"}
@@ -47,6 +56,12 @@ def _keyword_defaults(func) -> dict:
             if p.default is not inspect.Parameter.empty}
 
 
+def _types(tree):
+    """The type of every value, dicts walked (an int 4 and a float 4.0 compare equal but are
+    stored apart)."""
+    return {k: _types(v) if isinstance(v, dict) else type(v) for k, v in tree.items()}
+
+
 # ---------------------------------------------------------------------------------------------
 # schema defaults == dataclass defaults, key by key
 
@@ -55,9 +70,7 @@ def test_schema_defaults_are_the_dataclass_defaults(section):
     schema = schema_defaults(SCHEMAS / f"{section}.schema.yaml")
     assert schema == dataclass_defaults(SECTIONS[section])
     # And with the same types (an int 4 and a float 4.0 compare equal but are stored apart).
-    def types(tree):
-        return {k: types(v) if isinstance(v, dict) else type(v) for k, v in tree.items()}
-    assert types(schema) == types(dataclass_defaults(SECTIONS[section]))
+    assert _types(schema) == _types(dataclass_defaults(SECTIONS[section]))
 
 
 def test_train_schema_defaults_are_train_config_defaults():
@@ -82,6 +95,18 @@ def test_a_validated_section_round_trips_through_its_dataclass():
     table = validate({"top_m": 7, "tokenizer": {"kind": "word"}}, SCHEMAS / "table.schema.yaml")
     config = TableConfig.from_dict(table)
     assert config.top_m == 7 and config.tokenizer == TokenizerConfig()
+    # linear: embedding entries (filled in by the schema) and optimizer entries (as given).
+    linear = validate({"embeddings": {"r": {"source": "random", "d": 3}, "t": {"source": "train"}},
+                       "optimizers": {"gd": {"optimizer": "gd", "lr": "auto"}}},
+                      SCHEMAS / "linear.schema.yaml")
+    config = LinearConfig.from_dict(linear)
+    assert config.to_dict() == linear
+    assert config.embeddings["r"] == EmbeddingConfig(source="random", d=3)
+    assert config.embeddings["t"] == EmbeddingConfig(source="train")
+    assert config.optimizers == {"gd": {"optimizer": "gd", "lr": "auto"}}
+    # A run's store records the section without its two tables, as the rules passed it.
+    assert config.options() == {k: v for k, v in linear.items()
+                                if k not in ("embeddings", "optimizers")}
 
 
 def test_from_dict_builds_nested_sections_and_refuses_unknown_keys():
@@ -97,6 +122,46 @@ def test_from_dict_builds_nested_sections_and_refuses_unknown_keys():
         GeometryConfig.from_dict({"knn": 3})
     with pytest.raises(UserError, match=r"^svm\.scs: 3 is not a mapping"):
         from_section(SvmConfig, {"scs": 3}, "svm")
+
+
+def test_linear_and_grid_point_refuse_unknown_keys_naming_the_key_path():
+    cases = [
+        (lambda: LinearConfig.from_dict({"fista_tl": 1e-9}),
+         r"^linear\.fista_tl: unknown key; did you mean `fista_tol`\?"),
+        (lambda: LinearConfig.from_dict({"embeddings": {"r": {"source": "random", "sead": 1}}}),
+         r"^linear\.embeddings\.r\.sead: unknown key; did you mean `seed`\?"),
+        (lambda: LinearConfig.from_dict({"embeddings": {"r": 3}}),
+         r"^linear\.embeddings\.r: 3 is not a mapping"),
+        (lambda: LinearConfig.from_dict({"toy_sed": 1}, where="datasets.n.linear"),
+         r"^datasets\.n\.linear\.toy_sed: unknown key; did you mean `toy_seed`\?"),
+        (lambda: GridPoint.from_dict({"lamda": 0.1}, where="grids.g"),
+         r"^grids\.g\.lamda: unknown key; did you mean `lambda`\?"),
+        # The field is lambda_ (a Python keyword), the key is lambda: the field name is refused.
+        (lambda: GridPoint.from_dict({"lambda_": 0.1}),
+         r"^grid point\.lambda_: unknown key; did you mean `lambda`\?"),
+        (lambda: GridSpec.from_dict({"name": "g", "axes": {"d": [2]}, "defaults": {"dd": 2}}),
+         r"^grids\.g\.defaults\.dd: unknown key; did you mean `d`\?"),
+    ]
+    for build, match in cases:
+        with pytest.raises(UserError, match=match) as err:
+            build()
+        assert "\n" not in str(err.value)
+
+
+def test_grid_point_keys_are_config_keys():
+    """`lambda` is the config key of the field lambda_, both ways; the rest keep their names."""
+    point = GridPoint.from_dict({"lambda": 0.25, "d": 4})
+    assert (point.lambda_, point.d) == (0.25, 4)
+    assert point.to_dict()["lambda"] == 0.25 and "lambda_" not in point.to_dict()
+    assert GridPoint.from_dict(point.to_dict()) == point
+    assert GridPoint.from_dict(point) is point  # a point passes through
+    # A value keeps its type (lr 1 stays an int): the jobs' params are compared as written.
+    assert type(GridPoint.from_dict({"lr": 1}).to_dict()["lr"]) is int
+    spec = parse_grid("g", {"axes": {"lambda": [0.0, 0.1]}, "fixed": {"epochs": 5}},
+                      datasets=["k"])
+    assert GridSpec.from_dict(spec.definition()) == spec  # what the aggregate's script rebuilds
+    assert spec.definition()["defaults"] == GridPoint(dataset="k").to_dict()
+    assert spec.point("lambda~0.1") == GridPoint(dataset="k", lambda_=0.1, epochs=5)
 
 
 def test_solve_options_per_solver_come_from_the_section():
@@ -253,34 +318,86 @@ def test_grid_batch_gpu_override_dry_runs(grid_workdir, override, gpu):
 
 
 # ---------------------------------------------------------------------------------------------
-# grids and the linear study: their defaults live in the package (POINT_KEYS, linear_reference);
-# the schemas document the same values
+# grids and the linear study: their defaults live in GridPoint and LinearConfig (and its
+# EmbeddingConfig); the schemas document the same values
 
 def test_grid_point_defaults_and_choices_are_the_schema_ones():
     from ntpgeom.config import load_schema
-    from ntpgeom.studies.grid import POINT_DEFAULTS, POINT_KEYS, parse_grid
 
     schema = load_schema(SCHEMAS / "grid.schema.yaml")
     point = schema["$defs"]["point"]
     # (Not schema_defaults: `dataset` documents null = the first dataset, not a string value.)
-    assert {k: v["default"] for k, v in point["properties"].items()} == POINT_DEFAULTS
-    for key, (_, allowed, _, _) in POINT_KEYS.items():
+    documented = {k: v["default"] for k, v in point["properties"].items()}
+    defaults = dataclass_defaults(GridPoint)
+    assert documented == defaults
+    for key in documented:  # key by key, with the same types
+        assert (documented[key], type(documented[key])) == (defaults[key], type(defaults[key])), key
+    # POINT_KEYS (what each value may be) names the same settings, in GridPoint's order.
+    assert list(POINT_KEYS) == list(defaults)
+    for key, (_, allowed, _) in POINT_KEYS.items():
         assert tuple(point["properties"][key].get("enum", ())) == (allowed or ()), key
     assert schema["$defs"]["grid"]["properties"]["axes"]["propertyNames"]["enum"] == list(
         POINT_KEYS)
     grid = schema["$defs"]["grid"]["properties"]
     spec = parse_grid("g", {"axes": {"seed": [0, 1]}}, datasets=["k"])
     assert (spec.batch, spec.figure) == (grid["batch"]["default"], grid["figure"]["default"])
+    assert (GridSpec.batch, GridSpec.figure) == (spec.batch, spec.figure)
+    # parse_grid fills in only the dataset: the first one.
+    assert spec.defaults == GridPoint(dataset="k")
+
+
+def test_linear_embedding_defaults_are_the_schema_ones():
+    """An entry of `linear.embeddings` (schema: additionalProperties) against EmbeddingConfig,
+    key by key; `source` has no default (the schema requires it)."""
+    from ntpgeom.config import load_schema
+
+    entry = load_schema(SCHEMAS / "linear.schema.yaml")["properties"]["embeddings"][
+        "additionalProperties"]
+    assert entry["required"] == ["source"] and "default" not in entry["properties"]["source"]
+    documented = {k: v["default"] for k, v in entry["properties"].items() if k != "source"}
+    defaults = dataclass_defaults(EmbeddingConfig)
+    assert set(defaults) == set(entry["properties"])
+    assert documented == {k: v for k, v in defaults.items() if k != "source"}
+    assert _types(documented) == _types({k: defaults[k] for k in documented})
+    # A validated entry is the dataclass of its source and nothing else.
+    filled = validate({"embeddings": {"e": {"source": "svm"}}}, SCHEMAS / "linear.schema.yaml")
+    assert EmbeddingConfig.from_dict(filled["embeddings"]["e"]) == EmbeddingConfig(source="svm")
 
 
 def test_linear_reference_defaults_are_the_schema_ones():
-    from ntpgeom.studies.linear import linear_reference
-
     schema = schema_defaults(SCHEMAS / "linear.schema.yaml")
     got = _keyword_defaults(linear_reference)
     for key in ("eps", "fista_tol", "fista_max_iter", "rank_rtol"):
         assert got[key] == schema[key], key
+        assert got[key] == getattr(LinearConfig(), key), key
     assert list(got["solvers"]) == schema["solvers"]
+    assert got["solvers"] == LinearConfig().solvers
+
+
+def test_linear_functions_take_the_dataclass_or_a_partial_mapping():
+    """linear_reference_for and train_config read LinearConfig; a mapping of some of its keys
+    takes the defaults for the rest (as an empty section would)."""
+    from ntpgeom.data.synthetic import random_table
+
+    table = random_table(5, 6, support_size=2, n=60, zipf_a=0.0, seed=0)
+    spec = {"source": "random", "d": 8, "seed": 1}
+    a = linear_reference_for(table, embedding=spec, linear={"solvers": ["clarabel"]})
+    b = linear_reference_for(table, embedding=EmbeddingConfig(source="random", d=8, seed=1),
+                             linear=LinearConfig(solvers=("clarabel",)))
+    timings = ("wall_seconds", "solve_seconds")
+    assert a.drop_attrs().identical(b.drop_attrs())
+    assert ({k: v for k, v in a.attrs.items() if k not in timings}
+            == {k: v for k, v in b.attrs.items() if k not in timings})
+    assert (a.attrs["eps"], a.attrs["fista_tol"]) == (LinearConfig.eps, LinearConfig.fista_tol)
+    gd = {"optimizer": "gd", "lr": 0.1}
+    config = train_config(gd, d=8, L_smooth=1.0, linear={})
+    assert config == train_config(gd, d=8, L_smooth=1.0, linear=LinearConfig())
+    linear = LinearConfig()
+    assert (config.epochs, config.seed, config.dtype, config.checkpoints_per_decade,
+            config.device) == (linear.epochs, linear.seed, linear.dtype,
+                               linear.checkpoints_per_decade, linear.device)
+    with pytest.raises(UserError, match=r"^linear\.epoch: unknown key; did you mean `epochs`\?"):
+        train_config(gd, d=8, L_smooth=1.0, linear={"epoch": 3})
 
 
 def test_sections_build_without_jsonschema():
@@ -298,12 +415,16 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 from ntpgeom.data.build import TableConfig
 from ntpgeom.metrics.geometry import GeometryConfig
+from ntpgeom.studies.grid import GridPoint
+from ntpgeom.studies.linear import LinearConfig
 from ntpgeom.theory.svm import SvmConfig
 from ntpgeom.theory.svm.admm import solve_admm
 print(SvmConfig.from_dict({"admm": {"anderson": 3}}).solve_options("admm")["anderson"],
-      TableConfig.from_dict({"top_m": 4}).top_m, GeometryConfig().knn_k)
+      TableConfig.from_dict({"top_m": 4}).top_m, GeometryConfig().knn_k,
+      LinearConfig.from_dict({"embeddings": {"r": {"source": "random"}}}).embeddings["r"].seed,
+      GridPoint.from_dict({"lambda": 0.5}).lambda_)
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={"PYTHONPATH": str(ROOT / "src")}, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == ["3", "4", "5"]
+    assert proc.stdout.split() == ["3", "4", "5", "0", "0.5"]

@@ -3,6 +3,8 @@ aggregate."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from ntpgeom.data.synthetic import ksubset_table, random_table
 from ntpgeom.errors import UserError
 from ntpgeom.metrics.core import rank_limited_distance
 from ntpgeom.studies.grid import (
+    GridPoint,
     GridSpec,
     aggregate,
     batch_dataset,
@@ -55,10 +58,14 @@ def test_patterns_match_snakemake_paramspace():
 def test_point_merges_defaults_fixed_axes():
     s = spec(fixed={"epochs": 50, "dataset": "other"})
     p = s.point("d~8/seed~2")
-    assert (p["d"], p["seed"], p["epochs"], p["dataset"], p["optimizer"]) == (8, 2, 50, "other",
-                                                                              "gd")
-    assert s.point("d~2/seed~0")["dataset"] == "other"
-    assert spec().point("d~2/seed~0")["dataset"] == "k5"  # the first dataset by default
+    assert (p.d, p.seed, p.epochs, p.dataset, p.optimizer) == (8, 2, 50, "other", "gd")
+    assert s.point("d~2/seed~0").dataset == "other"
+    assert spec().point("d~2/seed~0").dataset == "k5"  # the first dataset by default
+    # The rest are GridPoint's defaults; its settings are the jobs' params, in field order.
+    assert dataclasses.replace(p, d=16, seed=0, epochs=2000, dataset=None) == GridPoint()
+    assert list(p.to_dict()) == ["dataset", "model", "d", "optimizer", "lr", "lambda", "seed",
+                                 "epochs", "checkpoints", "count_model", "zipf_a", "solver",
+                                 "rank_rtol"]
     with pytest.raises(UserError, match=r"grids.g: no point 'd~3/seed~0'"):
         s.point("d~3/seed~0")
 
@@ -154,7 +161,8 @@ def test_rank_limited_distance_is_eckart_young():
 
 # -- training points -------------------------------------------------------------------------
 def _point(**kw):
-    return {**parse_grid("g", {"axes": {"seed": [0]}}, datasets=["k5"]).point("seed~0"), **kw}
+    base = parse_grid("g", {"axes": {"seed": [0]}}, datasets=["k5"]).point("seed~0")
+    return GridPoint.from_dict({**base.to_dict(), **kw})
 
 
 POINTS = [_point(seed=0, lr=0.5, optimizer="gd", epochs=30, checkpoints=6),

@@ -16,6 +16,7 @@ from ntpgeom.data.table import Table
 from ntpgeom.errors import UserError
 from ntpgeom.metrics.core import correlation
 from ntpgeom.studies.linear import (
+    LinearConfig,
     check_embeddings,
     linear_reference,
     linear_reference_for,
@@ -178,8 +179,8 @@ def test_gd_on_a_separable_case_approaches_h_and_w_mm(problem):
     ref = linear_reference(table, H, solvers=["fista"])
     config = train_config({"optimizer": "gd", "lr": "auto"}, d=H.shape[0],
                           L_smooth=ref.attrs["L_smooth"],
-                          options={"epochs": 3000, "seed": 0, "dtype": "float64",
-                                   "checkpoints_per_decade": 3, "device": "cpu"})
+                          linear=LinearConfig(epochs=3000, seed=0, dtype="float64",
+                                              checkpoints_per_decade=3, device="cpu"))
     assert config.lr == pytest.approx(1 / (2 * ref.attrs["L_smooth"]))
     traj = fit(table, config, features=H, progress=False)
     gap = np.array([t[0] for t in traj.trace]) - table.entropy
@@ -226,9 +227,9 @@ def test_linear_study_run_is_the_engine_run_bit_for_bit(problem, tmp_path):
     from ntpgeom.train.stage import train
 
     table, H = problem
-    options = {"epochs": 40, "seed": 0, "dtype": "float64", "checkpoints_per_decade": 3,
-               "device": "cpu"}
-    configs = [train_config(spec, d=H.shape[0], L_smooth=2.0, options=options)
+    linear = LinearConfig(epochs=40, seed=0, dtype="float64", checkpoints_per_decade=3,
+                          device="cpu")
+    configs = [train_config(spec, d=H.shape[0], L_smooth=2.0, linear=linear)
                for spec in ({"optimizer": "gd", "lr": "auto"},
                             {"optimizer": "adamw", "lr": 0.01, "weight_decay": 1e-4})]
     batched = fit_runs(table, configs, features=H, progress=False)
@@ -267,10 +268,13 @@ def test_embeddings_that_do_not_fit_the_table_are_one_line_errors(problem):
         make_embeddings(table, {"source": "umf"})
     with pytest.raises(UserError, match="source random needs d"):
         make_embeddings(table, {"source": "random"})
+    with pytest.raises(UserError, match=r"^linear.embeddings: missing key `source`; allowed: "
+                                        "random, train, svm$"):
+        make_embeddings(table, {"d": 16})
     with pytest.raises(UserError, match="lr auto is for gd only"):
         train_config({"optimizer": "adam", "lr": "auto"}, d=16, L_smooth=1.0,
-                     options={"epochs": 1, "seed": 0, "dtype": "float64",
-                              "checkpoints_per_decade": 3, "device": "cpu"})
+                     linear=LinearConfig(epochs=1, seed=0, dtype="float64",
+                                         checkpoints_per_decade=3, device="cpu"))
     with pytest.raises(UserError, match=r"embeddings are 16 × 12 but d = 8"):
         fit(table, TrainConfig(model="linear", d=8, epochs=1, milestones=()), features=H)
     for err in (check_embeddings, ):
@@ -286,10 +290,10 @@ def test_the_entry_points_take_the_loaded_table_and_reference(problem, tmp_path)
     (where) as the scripts pass them, before any training."""
     table, _ = problem
     spec = {"source": "random", "d": 16, "seed": 1}
-    options = {"solvers": ["clarabel"], "eps": 1e-9, "fista_tol": 1e-10, "fista_max_iter": 10,
-               "rank_rtol": 1e-6, "epochs": 1, "seed": 0, "dtype": "float64",
-               "checkpoints_per_decade": 3, "device": "cpu"}
-    ref = linear_reference_for(table, embedding=spec, options=options, config={"linear": {}})
+    linear = LinearConfig(solvers=("clarabel",), eps=1e-9, fista_tol=1e-10, fista_max_iter=10,
+                          rank_rtol=1e-6, epochs=1, seed=0, dtype="float64",
+                          checkpoints_per_decade=3, device="cpu")
+    ref = linear_reference_for(table, embedding=spec, linear=linear, config={"linear": {}})
     H, info = make_embeddings(table, spec)
     want = linear_reference(table, H, solvers=["clarabel"], embedding=info,
                             config={"linear": {}})
@@ -302,12 +306,12 @@ def test_the_entry_points_take_the_loaded_table_and_reference(problem, tmp_path)
     other = ref.assign_coords(context=[f"x{j}" for j in range(table.m)])
     with pytest.raises(UserError, match=r"^results/r/linear/random/reference.zarr: the "
                                         "embeddings' contexts differ"):
-        train_linear(table, other, out=out, spec=gd, options=options,
+        train_linear(table, other, out=out, spec=gd, linear=linear,
                      where="results/r/linear/random/reference.zarr")
     flat = ref.assign_attrs(separable=False)
     with pytest.raises(UserError, match=rf"^linear {re.escape(str(out))}: the embeddings are not "
                                         "NTP-separable"):
-        train_linear(table, flat, out=out, spec=gd, options=options)
+        train_linear(table, flat, out=out, spec=gd, linear=linear)
     assert not out.exists()
 
 

@@ -9,10 +9,10 @@ The validator fills in the schema's defaults while it checks (as Snakemake's doe
 read after :func:`validate` has every key.
 
 Each section then becomes a frozen dataclass (:func:`from_section`): ``TableConfig``,
-``SvmConfig``, ``TrainConfig``, ``GeometryConfig``, in the module of their stage. The dataclass
-states each default once; the CLI's options and the package functions' keyword defaults read
-it, and the schema's ``default:`` documents the same value (a test proves they agree:
-:func:`schema_defaults` against :func:`dataclass_defaults`).
+``SvmConfig``, ``TrainConfig``, ``GeometryConfig``, ``LinearConfig``, and a grid's ``GridPoint``,
+in the module of their stage. The dataclass states each default once; the CLI's options and the
+package functions' keyword defaults read it, and the schema's ``default:`` documents the same
+value (a test proves they agree: :func:`schema_defaults` against :func:`dataclass_defaults`).
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 # jsonschema is imported by the functions that validate, not here: the section dataclasses below
 # are built where it is not installed (the GPU machine's bare environment, benchmarks/gpu_check).
 
-__all__ = ["command_line_booleans", "dataclass_defaults", "dataset_section", "format_error",
-           "from_section", "key_path", "load_schema", "merge", "schema_defaults", "to_section",
-           "validate"]
+__all__ = ["command_line_booleans", "config_key", "dataclass_defaults", "dataset_section",
+           "format_error", "from_section", "key_path", "load_schema", "merge", "schema_defaults",
+           "to_section", "validate"]
 
 _MAX_VALUE = 60   # characters of a value's repr in a message (a whole section would be unreadable)
 _MAX_LISTED = 24  # allowed values listed in full; beyond this only the nearest ones
@@ -318,13 +318,28 @@ def schema_defaults(schema: Mapping[str, Any] | str | Path) -> dict[str, Any]:
     return validate({}, schema)
 
 
+def config_key(f: dataclasses.Field) -> str:
+    """The config key of a section dataclass's field: its name, or its ``metadata["key"]`` where
+    the key is no Python name (a grid point's ``lambda`` is the field ``lambda_``)."""
+    return f.metadata.get("key", f.name)
+
+
+@functools.cache
+def _fields(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
+    """Config key → (field, resolved type) of a section dataclass (cached: a grid resolves one
+    point per job while the workflow is parsed)."""
+    hints = typing.get_type_hints(cls)
+    return {config_key(f): (f, hints[f.name]) for f in dataclasses.fields(cls)}
+
+
 def from_section(cls: type, values: Mapping[str, Any], where: str) -> Any:
     """A frozen section dataclass from a config mapping (a validated section, or part of one).
 
     Missing keys take the dataclass's defaults; a field whose type is itself a dataclass
-    (``SvmConfig.admm``) is built from its sub-mapping; a ``tuple`` field takes a list. Values
+    (``SvmConfig.admm``) is built from its sub-mapping, and so is each entry of a ``dict[str, E]``
+    field of dataclasses ``E`` (``LinearConfig.embeddings``); a ``tuple`` field takes a list. Values
     are kept as given otherwise (``4`` stays an int), so that ``to_section`` gives back the
-    mapping the store's provenance records.
+    mapping the store's provenance records. Keys are the fields' :func:`config_key`.
 
     Raises
     ------
@@ -335,31 +350,46 @@ def from_section(cls: type, values: Mapping[str, Any], where: str) -> Any:
         return values
     if not isinstance(values, Mapping):
         raise UserError(f"{where}: {_show(values)} is not a mapping of settings")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = _fields(cls)
     out = {}
     for key, value in values.items():
         if key not in fields:
             raise UserError(f"{where}.{key}: unknown key; " + _choices(sorted(fields), key))
-        kind = hints[key]
+        f, kind = fields[key]
         if dataclasses.is_dataclass(kind):
             value = from_section(kind, value or {}, f"{where}.{key}")
         elif typing.get_origin(kind) is tuple and isinstance(value, list):
             value = tuple(value)
-        out[key] = value
+        elif _entry_class(kind) is not None and isinstance(value, Mapping):
+            value = {name: from_section(_entry_class(kind), entry or {}, f"{where}.{key}.{name}")
+                     for name, entry in value.items()}
+        out[f.name] = value
     return cls(**out)
 
 
+def _entry_class(kind: Any) -> type | None:
+    """``E`` of a ``dict[str, E]`` field whose entries are dataclasses (``linear.embeddings``:
+    name → entry), else None."""
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) is dict and len(args) == 2 and dataclasses.is_dataclass(args[1]):
+        return args[1]
+    return None
+
+
 def to_section(instance: Any) -> dict[str, Any]:
-    """A section dataclass as the plain mapping of the config (tuples as lists, nested dicts)."""
+    """A section dataclass as the plain mapping of the config: its :func:`config_key`s, tuples
+    as lists, nested dataclasses and mappings as dicts (copies: the result shares nothing)."""
     def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {config_key(f): plain(getattr(value, f.name))
+                    for f in dataclasses.fields(value)}
         if isinstance(value, tuple | list):
             return [plain(v) for v in value]
-        if isinstance(value, dict):
+        if isinstance(value, Mapping):
             return {k: plain(v) for k, v in value.items()}
         return value
 
-    return plain(dataclasses.asdict(instance))
+    return plain(instance)
 
 
 def dataclass_defaults(cls: type) -> dict[str, Any]:

@@ -10,9 +10,9 @@ Point paths use Snakemake's ``Paramspace`` format (``model~ufm/d~8/seed~0``), bu
 axis values without Snakemake, so the expansion is pure and unit-tested and costs nothing per point
 at parse time: the workflow only enumerates patterns when the aggregate's inputs are asked for.
 
-The parameters a point can vary are :data:`POINT_KEYS`; their defaults are :data:`POINT_DEFAULTS`
-(the same names as the training stage's ``train:`` section, plus the table-level keys ``dataset``,
-``count_model``, ``zipf_a`` and the source of L^mm, ``solver``).
+One point's settings are a :class:`GridPoint`, which states their defaults (the same names as the
+training stage's ``train:`` section, plus the table-level keys ``dataset``, ``count_model``,
+``zipf_a`` and the source of L^mm, ``solver``); :data:`POINT_KEYS` says what values each may take.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ntpgeom.config import from_section, to_section
 from ntpgeom.data.table import Table
 from ntpgeom.errors import UserError
 from ntpgeom.metrics.trajectory import LOGIT_METRICS, run_metrics, target_metrics
@@ -44,32 +45,69 @@ log = logging.getLogger(__name__)
 #: Separator between an axis name and its value, and between axes, in a point's path (Paramspace).
 PARAM_SEP = "~"
 
-#: Every parameter a grid point has: (type, allowed values or None, default, meaning).
-POINT_KEYS: dict[str, tuple[type | tuple[type, ...], tuple[Any, ...] | None, Any, str]] = {
-    "dataset": (str, None, None, "dataset name from `datasets:` (default: the first one)"),
-    "model": (str, ("ufm", "transformer"), "ufm", "the model trained at the point"),
-    "d": (int, None, 16, "embedding width d"),
-    "optimizer": (str, ("gd", "adam", "adamw"), "gd",
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One grid point's settings: the defaults of ``$defs/point`` in ``schemas/grid.schema.yaml``
+    (which documents the same values; ``tests/test_config_sections.py`` proves they agree).
+
+    A grid's ``fixed`` entries override them and its axis values override those
+    (:meth:`GridSpec.point`). Config keys are the field names except ``lambda``, a Python keyword:
+    the field ``lambda_``.
+    """
+
+    dataset: str | None = None  # a name from `datasets:`; None = the first one (parse_grid)
+    model: str = "ufm"
+    d: int = 16
+    optimizer: str = "gd"
+    lr: float = 0.5
+    lambda_: float = field(default=0.0, metadata={"key": "lambda"})  # the ridge λ; 0 = none
+    seed: int = 0
+    epochs: int = 2000
+    checkpoints: int = 40
+    count_model: str = "table"
+    zipf_a: float = 1.0
+    solver: str = "closed_form"
+    rank_rtol: float = RANK_RTOL
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], where: str = "grid point") -> GridPoint:
+        """From a point's settings (missing keys: the defaults; unknown keys: refused)."""
+        return from_section(cls, values, where)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as config keys (``lambda``), in field order: a job's params and a
+        point store's provenance."""
+        return to_section(self)
+
+
+#: What each point setting may be: (type, allowed values or None, meaning), by config key in
+#: :class:`GridPoint`'s order (which states the defaults).
+POINT_KEYS: dict[str, tuple[type | tuple[type, ...], tuple[Any, ...] | None, str]] = {
+    "dataset": (str, None, "dataset name from `datasets:` (default: the first one)"),
+    "model": (str, ("ufm", "transformer"), "the model trained at the point"),
+    "d": (int, None, "embedding width d"),
+    "optimizer": (str, ("gd", "adam", "adamw"),
                   "gd and adam add the ridge λ(‖W‖²+‖H‖²) to the loss; adamw decays by λ"),
-    "lr": ((int, float), None, 0.5, "step size"),
-    "lambda": ((int, float), None, 0.0, "ridge λ (explicit regularization; 0 = none)"),
-    "seed": (int, None, 0, "seed of the initialization"),
-    "epochs": (int, None, 2000, "full-batch steps"),
-    "checkpoints": (int, None, 40, "log-spaced steps at which metrics are recorded"),
-    "count_model": (str, ("table", "uniform", "zipf"), "table",
+    "lr": ((int, float), None, "step size"),
+    "lambda": ((int, float), None, "ridge λ (explicit regularization; 0 = none)"),
+    "seed": (int, None, "seed of the initialization"),
+    "epochs": (int, None, "full-batch steps"),
+    "checkpoints": (int, None, "log-spaced steps at which metrics are recorded"),
+    "count_model": (str, ("table", "uniform", "zipf"),
                     "counts of each (context, token) pair: as in the table, all equal, or Zipf "
                     "by token popularity; the supports never change"),
-    "zipf_a": ((int, float), None, 1.0, "Zipf exponent of count_model=zipf"),
-    "solver": (str, None, "closed_form",
+    "zipf_a": ((int, float), None, "Zipf exponent of count_model=zipf"),
+    "solver": (str, None,
                "where L^mm comes from: closed_form (S̄, exact for k-subset tables) or an svm "
                "stage solver whose store results/{dataset}/svm/{solver}.zarr is read"),
-    "rank_rtol": ((int, float), None, RANK_RTOL,
+    "rank_rtol": ((int, float), None,
                   "singular values at or below rank_rtol × σ_1 count as zero in target_rank "
                   "(as geometry.rank_rtol)"),
 }
-POINT_DEFAULTS: dict[str, Any] = {k: v[2] for k, v in POINT_KEYS.items()}
 
 #: Keys that fix the shapes of a training run; points equal in these train in one batched step.
+#: (Each is also the name of its GridPoint field.)
 SHAPE_KEYS = ("dataset", "model", "d", "epochs", "checkpoints", "count_model", "zipf_a", "solver")
 
 #: Figures a grid can ask for (:mod:`ntpgeom.plots.grid_figures`); ``curves`` fits any grid.
@@ -87,9 +125,9 @@ class GridSpec:
     axes : dict of str to list
         Axis name → values, in the order they become dimensions and path components.
     fixed : dict
-        Point parameters that are the same for every point (override :data:`POINT_DEFAULTS`).
-    defaults : dict
-        :data:`POINT_DEFAULTS` with the dataset default filled in.
+        Point settings that are the same for every point (override ``defaults``).
+    defaults : GridPoint
+        :class:`GridPoint`'s defaults with the dataset default filled in.
     figure : str
         Which figure draws the aggregate (one of :data:`FIGURES`).
     batch : int
@@ -99,9 +137,15 @@ class GridSpec:
     name: str
     axes: dict[str, list[Any]]
     fixed: dict[str, Any] = field(default_factory=dict)
-    defaults: dict[str, Any] = field(default_factory=lambda: dict(POINT_DEFAULTS))
-    figure: str = "curves"
-    batch: int = 1
+    defaults: GridPoint = field(default_factory=GridPoint)
+    figure: str = "curves"  # the schema's default of a grid's `figure` (and parse_grid's)
+    batch: int = 1  # the schema's default of a grid's `batch` (and parse_grid's)
+
+    @classmethod
+    def from_dict(cls, definition: Mapping[str, Any]) -> GridSpec:
+        """From :meth:`definition` (a job's params): the inverse, ``defaults`` as a
+        :class:`GridPoint`."""
+        return from_section(cls, definition, f"grids.{definition.get('name')}")
 
     @property
     def size(self) -> int:
@@ -119,8 +163,8 @@ class GridSpec:
         # Built once per grid, on the first lookup (when jobs are created), never at parse time.
         return dict(zip(self.patterns(), itertools.product(*self.axes.values()), strict=True))
 
-    def point(self, pattern: str) -> dict[str, Any]:
-        """The full parameters of the point at ``pattern``: defaults ← fixed ← axis values.
+    def point(self, pattern: str) -> GridPoint:
+        """The settings of the point at ``pattern``: defaults ← fixed ← axis values.
 
         Raises
         ------
@@ -132,12 +176,14 @@ class GridSpec:
         except KeyError:
             raise UserError(f"grids.{self.name}: no point '{pattern}'; points look like "
                             f"'{next(iter(self.patterns()))}'") from None
-        return {**self.defaults, **self.fixed, **dict(zip(self.axes, values, strict=True))}
+        return GridPoint.from_dict({**self.defaults.to_dict(), **self.fixed,
+                                    **dict(zip(self.axes, values, strict=True))},
+                                   where=f"grids.{self.name}")
 
     def definition(self) -> dict[str, Any]:
-        """The grid as JSON-able data (stored in the aggregate's attrs)."""
-        return {"name": self.name, "axes": self.axes, "fixed": self.fixed,
-                "defaults": self.defaults, "figure": self.figure, "batch": self.batch}
+        """The grid as JSON-able data (stored in the aggregate's attrs; :meth:`from_dict` reads
+        it back)."""
+        return to_section(self)
 
     def batches(self) -> list[list[str]]:
         """The points' patterns in jobs of at most ``batch`` points of equal :func:`batch_key`.
@@ -157,7 +203,7 @@ class GridSpec:
 
 
 def _check_value(where: str, key: str, value: Any, datasets: Sequence[str]) -> None:
-    typ, allowed, _, _ = POINT_KEYS[key]
+    typ, allowed, _ = POINT_KEYS[key]
     # bool is an int subclass: `d: true` is a typo, not d=1.
     if isinstance(value, bool) or not isinstance(value, typ):
         names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
@@ -199,10 +245,10 @@ def parse_grid(name: str, entry: Mapping[str, Any], *, datasets: Sequence[str]) 
     if unknown:
         raise UserError(f"{where}: unknown setting '{sorted(unknown)[0]}'; choose from axes, "
                         "fixed, figure, batch, description")
-    batch = entry.get("batch", 1)
+    batch = entry.get("batch", GridSpec.batch)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise UserError(f"{where}.batch: must be an integer >= 1 (points per job); got {batch!r}")
-    figure = entry.get("figure", "curves")
+    figure = entry.get("figure", GridSpec.figure)
     if figure not in FIGURES:
         raise UserError(f"{where}.figure: unknown figure '{figure}'; choose from "
                         f"{', '.join(FIGURES)}")
@@ -232,14 +278,15 @@ def parse_grid(name: str, entry: Mapping[str, Any], *, datasets: Sequence[str]) 
         if key in out:
             raise UserError(f"{at}: '{key}' is also an axis; keep one of the two")
         _check_value(at, key, value, datasets)
-    defaults = {**POINT_DEFAULTS, "dataset": datasets[0] if datasets else None}
+    defaults = GridPoint(dataset=datasets[0] if datasets else None)
     return GridSpec(name=name, axes=out, fixed=fixed, defaults=defaults, figure=figure,
                     batch=batch)
 
 
-def batch_key(point: Mapping[str, Any]) -> tuple[Any, ...]:
+def batch_key(point: GridPoint | Mapping[str, Any]) -> tuple[Any, ...]:
     """Points with equal keys have equal shapes and can train in one batched step."""
-    return tuple(point[k] for k in SHAPE_KEYS)
+    point = GridPoint.from_dict(point)
+    return tuple(getattr(point, k) for k in SHAPE_KEYS)
 
 
 def batch_names(spec: GridSpec) -> dict[str, list[str]]:
@@ -352,7 +399,7 @@ def max_margin_logits(table: Table, solver: str, svm: xr.Dataset | None = None, 
 
 # -- point stores and the aggregate ------------------------------------------------------------
 def point_dataset(history: Mapping[str, np.ndarray], *, table: Table,
-                  targets: Mapping[str, np.ndarray], point: Mapping[str, Any],
+                  targets: Mapping[str, np.ndarray], point: GridPoint | Mapping[str, Any],
                   wall_seconds: float | None = None):
     """One point's store: its metrics per ``step`` (and ``target``) and its scalars.
 
@@ -364,12 +411,14 @@ def point_dataset(history: Mapping[str, np.ndarray], *, table: Table,
         The point's table.
     targets : mapping of str to ndarray (V, m)
         ``L_mm`` (the point's max-margin logits) and ``S_bar``, in the order of ``history``.
-    point : mapping
-        The point's full parameters (into attrs; ``d`` and ``rank_rtol`` are used here).
+    point : GridPoint or mapping
+        The point's settings (into attrs; ``d`` and ``rank_rtol`` are used here).
     """
     import xarray as xr
 
     from ntpgeom.store import provenance
+
+    point = GridPoint.from_dict(point)
 
     obj = np.dtype(object)
     names = list(targets)
@@ -377,8 +426,8 @@ def point_dataset(history: Mapping[str, np.ndarray], *, table: Table,
                             for k in ("loss", *LOGIT_METRICS)}
     data["dist_L"] = (("step", "target"), np.asarray(history["dist_L"], dtype=float))
     data["L_final"] = (("token", "context"), np.asarray(history["L_final"], dtype=float))
-    for key, values in target_metrics(targets, d=int(point["d"]),
-                                      rank_rtol=float(point["rank_rtol"])).items():
+    for key, values in target_metrics(targets, d=int(point.d),
+                                      rank_rtol=float(point.rank_rtol)).items():
         data[key] = ("target", values)
     data["entropy"] = ((), float(table.entropy))
     ds = xr.Dataset(
@@ -389,8 +438,8 @@ def point_dataset(history: Mapping[str, np.ndarray], *, table: Table,
                 "context": ("context", np.array(table.contexts, dtype=obj))},
     )
     describe(ds)
-    ds.attrs = provenance(dict(point), wall_seconds=wall_seconds, m=table.m, V=table.V,
-                          rank_rtol=float(point["rank_rtol"]))
+    ds.attrs = provenance(point.to_dict(), wall_seconds=wall_seconds, m=table.m, V=table.V,
+                          rank_rtol=float(point.rank_rtol))
     return ds
 
 
@@ -471,7 +520,7 @@ def aggregate(spec: GridSpec, batches: Mapping[str, xr.Dataset], *,
     combined.attrs = provenance(spec.definition(), grid=spec.name,
                                 grid_definition=json.dumps(spec.definition(), sort_keys=True))
     for axis in axes:
-        combined[axis].attrs["long_name"] = POINT_KEYS[axis][3]
+        combined[axis].attrs["long_name"] = POINT_KEYS[axis][2]
     return combined
 
 
@@ -483,7 +532,7 @@ def _coord(values: Sequence[Any]) -> np.ndarray:
 
 
 # -- running points ------------------------------------------------------------------------------
-def point_config(point: Mapping[str, Any], *, device: str, threads: int = 1):
+def point_config(point: GridPoint | Mapping[str, Any], *, device: str, threads: int = 1):
     """The :class:`ntpgeom.train.config.TrainConfig` of a grid point: the training stage's run of
     the same settings, seed and initial draw.
 
@@ -494,19 +543,20 @@ def point_config(point: Mapping[str, Any], *, device: str, threads: int = 1):
     """
     from ntpgeom.train.config import TrainConfig  # torch: not at the workflow's parse time
 
-    decoupled = point["optimizer"] == "adamw"
+    point = GridPoint.from_dict(point)
+    decoupled = point.optimizer == "adamw"
     return TrainConfig.from_dict({
-        "model": point["model"], "d": point["d"], "epochs": point["epochs"],
-        "optimizer": point["optimizer"], "lr": float(point["lr"]),
-        "weight_decay": float(point["lambda"]) if decoupled else 0.0,
-        "ridge": 0.0 if decoupled else float(point["lambda"]), "milestones": [],
-        "seed": point["seed"], "device": device, "threads": threads,
+        "model": point.model, "d": point.d, "epochs": point.epochs,
+        "optimizer": point.optimizer, "lr": float(point.lr),
+        "weight_decay": float(point.lambda_) if decoupled else 0.0,
+        "ridge": 0.0 if decoupled else float(point.lambda_), "milestones": [],
+        "seed": point.seed, "device": device, "threads": threads,
         "dtype": "float64" if device.startswith("cpu") else "float32",
-        "trace_every": max(int(point["epochs"]), 1),
+        "trace_every": max(int(point.epochs), 1),
     }, where="grid point")
 
 
-def train_points(table: Table, points: Sequence[Mapping[str, Any]], *, device: str,
+def train_points(table: Table, points: Sequence[GridPoint | Mapping[str, Any]], *, device: str,
                  threads: int = 1) -> list[Any]:
     """Train equal-shape points through the engine; one :class:`~ntpgeom.train.trajectory.
     Trajectory` per point, W and H kept at the points' ``checkpoints`` log-spaced steps.
@@ -519,16 +569,18 @@ def train_points(table: Table, points: Sequence[Mapping[str, Any]], *, device: s
     from ntpgeom.train.config import checkpoint_steps
     from ntpgeom.train.engine import fit, fit_runs
 
+    points = [GridPoint.from_dict(p) for p in points]
     configs = [point_config(p, device=device, threads=threads) for p in points]
     first = points[0]
-    steps = checkpoint_steps(first["epochs"], count=first["checkpoints"])
-    if first["model"] == "transformer":
+    steps = checkpoint_steps(first.epochs, count=first.checkpoints)
+    if first.model == "transformer":
         return [fit(table, c, progress=False, steps=steps) for c in configs]
     return fit_runs(table, configs, progress=False, steps=steps)
 
 
-def run_points(table: Table, L_mm: np.ndarray, points: Sequence[Mapping[str, Any]], *,  # noqa: N803
-               device: str | None = None, threads: int = 1) -> list[Any]:
+def run_points(table: Table, L_mm: np.ndarray,  # noqa: N803
+               points: Sequence[GridPoint | Mapping[str, Any]], *, device: str | None = None,
+               threads: int = 1) -> list[Any]:
     """Train equal-shape points together (:func:`train_points`) and return each point's store
     dataset.
 
@@ -538,8 +590,8 @@ def run_points(table: Table, L_mm: np.ndarray, points: Sequence[Mapping[str, Any
         The points' table (after :func:`reweight_counts`).
     L_mm : ndarray (V, m)
         The max-margin logits (:func:`max_margin_logits`).
-    points : sequence of mapping
-        Full point parameters, all with the same :func:`batch_key`.
+    points : sequence of GridPoint (or of mappings of its settings)
+        The points, all with the same :func:`batch_key`.
     device : str, optional
         ``cuda`` when available, else ``cpu``.
     threads : int
@@ -550,6 +602,7 @@ def run_points(table: Table, L_mm: np.ndarray, points: Sequence[Mapping[str, Any
 
     from ntpgeom.theory.reference import centered_support, in_support_logits
 
+    points = [GridPoint.from_dict(p) for p in points]
     if len({batch_key(p) for p in points}) != 1:
         raise ValueError("run_points needs points of equal shape (see batch_key)")
     first = points[0]
@@ -566,7 +619,7 @@ def run_points(table: Table, L_mm: np.ndarray, points: Sequence[Mapping[str, Any
     out = []
     for point, traj in zip(points, trajs, strict=True):
         values = np.stack(traj.metrics).astype(np.float64)  # (steps, 3): CE, ‖W‖, ‖H‖
-        ridge = 0.0 if point["optimizer"] == "adamw" else float(point["lambda"])
+        ridge = 0.0 if point.optimizer == "adamw" else float(point.lambda_)
         run = {"step": np.asarray(traj.step, dtype=np.int64),
                "loss": values[:, 0] + ridge * (values[:, 1] ** 2 + values[:, 2] ** 2),
                "W": np.stack(traj.W).astype(np.float64), "H": np.stack(traj.H).astype(np.float64)}

@@ -3,9 +3,11 @@
 Thrampoulidis, "Implicit Optimization Bias of Next-Token Prediction in Linear Models" (NeurIPS
 2024). This module is the study's orchestration: where H̄ comes from (random, a training run's H,
 an svm store's H^mm) and its checks, the ``linear/{embedding}/reference.zarr`` dataset, W-only
-training runs and the NeurIPS 2-D toy. It takes and returns in-memory objects: the rules' scripts
-(``scripts/linear_*.py``) read the table and stores and write the reference; a run's store is
-written by the training stage (:func:`ntpgeom.train.stage.train`), with its resume checkpoint.
+training runs and the NeurIPS 2-D toy. Its settings are the ``linear`` section,
+:class:`LinearConfig`. It takes and returns in-memory objects: the rules' scripts
+(``scripts/linear_*.py``) build the section's dataclass from their params, read the table and
+stores and write the reference; a run's store is written by the training stage
+(:func:`ntpgeom.train.stage.train`), with its resume checkpoint.
 The solutions (W*, separability, W^mm) are :mod:`ntpgeom.theory.linear`; the per-step metrics of
 a run are :func:`ntpgeom.metrics.trajectory.linear_metrics`.
 """
@@ -15,11 +17,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from ntpgeom.config import from_section, to_section
 from ntpgeom.data.table import Table
 from ntpgeom.errors import UserError
 from ntpgeom.metrics.trajectory import linear_metrics
@@ -44,6 +49,78 @@ log = logging.getLogger(__name__)
 EMBEDDING_SOURCES = ("random", "train", "svm")
 #: The per-step metrics a linear run adds to its training store.
 RUN_METRICS = ("corr_W", "corr_W_offset", "in_support_error_W", "dist_W")
+
+
+# -- the `linear` section -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    """One ``linear.embeddings`` entry: where the fixed embeddings H̄ come from."""
+
+    source: str | None = None  # random, train or svm (EMBEDDING_SOURCES); the schema requires it
+    d: int | None = None  # the width: random needs it, train and svm check it against the store
+    seed: int = 0  # random: seed of H̄
+    model: str = "ufm"  # train: the model of the run
+    run: str = ""  # train: the run's name (the store's stem)
+    step: int = -1  # train: the checkpoint step (-1 = the last)
+    solver: str = "admm"  # svm: whose H^mm
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any],
+                  where: str = "linear.embeddings") -> EmbeddingConfig:
+        """From one entry (missing keys take the defaults; unknown keys are refused)."""
+        return from_section(cls, values, where)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_section(self)
+
+
+def _paper_optimizers() -> dict[str, dict[str, Any]]:
+    """``linear.optimizers``' default: the NeurIPS paper's four runs (App. A)."""
+    return {"gd": {"optimizer": "gd", "lr": "auto"},
+            "ngd": {"optimizer": "ngd", "lr": 0.01},
+            "adam": {"optimizer": "adam", "lr": 0.01, "betas": [0.9, 0.99]},
+            "adamw": {"optimizer": "adamw", "lr": 0.01, "betas": [0.9, 0.99],
+                      "weight_decay": 1.0e-4}}
+
+
+@dataclass(frozen=True)
+class LinearConfig:
+    """The ``linear`` section: the fixed embeddings, the solvers of W^mm and the W-only runs.
+
+    The defaults stated here are the section's (``schemas/linear.schema.yaml`` documents the same
+    values; ``tests/test_config_sections.py`` proves they agree) and :func:`linear_reference`'s.
+    The ``optimizers`` entries stay the mappings the config gives (a run records its entry as
+    given, and an entry without ``betas`` takes :class:`~ntpgeom.train.config.TrainConfig`'s).
+    """
+
+    embeddings: dict[str, EmbeddingConfig] = field(default_factory=dict)  # name → H̄; {} = no study
+    solvers: tuple[str, ...] = ("clarabel", "fista")  # the first gives W_mm, all cross-check it
+    eps: float = 1e-9  # tolerance of the cvxpy solvers
+    fista_tol: float = 1e-10  # fista's relative duality gap and violation
+    rank_rtol: float = RANK_RTOL  # singular values ≤ rank_rtol × σ_1 are zero in rank(H̄)
+    fista_max_iter: int = 200_000
+    epochs: int = 10_000  # the paper's 1e4 full-batch steps
+    seed: int = 0  # seed of W's initialisation
+    dtype: str = "float64"  # resolves CE − H below float32's ~1e-7
+    checkpoints_per_decade: int = 10
+    device: str = "cpu"  # V·d is tiny: a CPU core is fastest
+    optimizers: dict[str, dict[str, Any]] = field(default_factory=_paper_optimizers)
+    toy: bool = False  # draw the NeurIPS 2-D toy (read from the top-level section only)
+    toy_seed: int = 0  # seed of the toy's probabilities
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], where: str = "linear") -> LinearConfig:
+        """From a ``linear`` section (missing keys take the defaults; unknown keys are refused,
+        in the embeddings' entries too)."""
+        return from_section(cls, values, where)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_section(self)
+
+    def options(self) -> dict[str, Any]:
+        """The section without its ``embeddings`` and ``optimizers`` tables: what a run's store
+        records as its ``linear`` config, beside its own ``optimizers`` entry."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("embeddings", "optimizers")}
 
 
 # -- embeddings ---------------------------------------------------------------------------------
@@ -111,9 +188,11 @@ def check_embeddings(H_bar: np.ndarray, table: Table, *, d: int | None = None,
 
 
 
-def linear_reference(table: Table, H_bar: np.ndarray, *, solvers: tuple[str, ...] | list[str] =
-                     ("clarabel", "fista"), eps: float = 1e-9, fista_tol: float = 1e-10,
-                     fista_max_iter: int = 200_000, rank_rtol: float = RANK_RTOL,
+def linear_reference(table: Table, H_bar: np.ndarray, *,
+                     solvers: tuple[str, ...] | list[str] = LinearConfig.solvers,
+                     eps: float = LinearConfig.eps, fista_tol: float = LinearConfig.fista_tol,
+                     fista_max_iter: int = LinearConfig.fista_max_iter,
+                     rank_rtol: float = LinearConfig.rank_rtol,
                      embedding: dict[str, Any] | None = None,
                      config: dict[str, Any] | None = None):
     """The ``linear/{embedding}/reference.zarr`` dataset: H̄, W*, W^mm and the three checks.
@@ -256,26 +335,29 @@ def toy_problem(seed: int = 0) -> tuple[Table, np.ndarray]:
 
 
 # -- the pipeline's entry points (called by scripts/linear_*.py) ---------------------------------
-def make_embeddings(table: Table, spec: dict[str, Any], store=None) -> tuple[np.ndarray,
-                                                                             dict[str, Any]]:
+def make_embeddings(table: Table, spec: EmbeddingConfig | Mapping[str, Any],
+                    store=None) -> tuple[np.ndarray, dict[str, Any]]:
     """H̄ (d, m) from one ``linear.embeddings`` entry, checked against the table.
 
     ``store`` is the opened training or svm store for sources ``train`` and ``svm``.
     """
-    source = spec.get("source")
-    d = spec.get("d")
+    spec = EmbeddingConfig.from_dict(spec)
+    source, d = spec.source, spec.d
     info: dict[str, Any] = {"source": source}
     if source == "random":
         if d is None:
             raise UserError("linear.embeddings: source random needs d (the embedding width)")
-        H, contexts = random_embeddings(int(d), table.m, spec.get("seed", 0)), None
-        info.update(d=int(d), seed=spec.get("seed", 0))
+        H, contexts = random_embeddings(int(d), table.m, spec.seed), None
+        info.update(d=int(d), seed=spec.seed)
     elif source == "train":
-        H, contexts, step = embeddings_from_train(store, spec.get("step", -1))
-        info.update(model=spec.get("model"), run=spec.get("run"), step=step)
+        H, contexts, step = embeddings_from_train(store, spec.step)
+        info.update(model=spec.model, run=spec.run, step=step)
     elif source == "svm":
         H, contexts = embeddings_from_svm(store)
-        info.update(solver=spec.get("solver"))
+        info.update(solver=spec.solver)
+    elif source is None:
+        raise UserError("linear.embeddings: missing key `source`; allowed: "
+                        f"{', '.join(EMBEDDING_SOURCES)}")
     else:
         raise UserError(f"linear.embeddings.source: unknown source {source!r}; choose from "
                         f"{', '.join(EMBEDDING_SOURCES)}")
@@ -283,31 +365,34 @@ def make_embeddings(table: Table, spec: dict[str, Any], store=None) -> tuple[np.
     return H, info
 
 
-def linear_reference_for(table: Table, *, embedding: dict[str, Any], options: dict[str, Any],
+def linear_reference_for(table: Table, *, embedding: EmbeddingConfig | Mapping[str, Any],
+                         linear: LinearConfig | Mapping[str, Any],
                          store: xr.Dataset | None = None,
                          config: dict[str, Any] | None = None) -> xr.Dataset:
     """The ``linear/{embedding}/reference.zarr`` dataset of one ``linear.embeddings`` entry.
 
     H̄ from :func:`make_embeddings` (``store``: the opened training or svm store of sources
-    ``train`` and ``svm``), then :func:`linear_reference` with the section's ``options``
-    (``solvers``, ``eps``, ``fista_tol``, ``fista_max_iter``, ``rank_rtol``); ``config`` goes
-    into the attrs' provenance.
+    ``train`` and ``svm``), then :func:`linear_reference` with the section's ``solvers``,
+    ``eps``, ``fista_tol``, ``fista_max_iter`` and ``rank_rtol`` (``linear``: the section, or a
+    mapping of some of its keys); ``config`` goes into the attrs' provenance.
     """
+    linear = LinearConfig.from_dict(linear)
     H, info = make_embeddings(table, embedding, store)
-    return linear_reference(table, H, solvers=options["solvers"], eps=options["eps"],
-                            fista_tol=options["fista_tol"],
-                            fista_max_iter=options["fista_max_iter"],
-                            rank_rtol=options["rank_rtol"], embedding=info, config=config)
+    return linear_reference(table, H, solvers=linear.solvers, eps=linear.eps,
+                            fista_tol=linear.fista_tol, fista_max_iter=linear.fista_max_iter,
+                            rank_rtol=linear.rank_rtol, embedding=info, config=config)
 
 
-def train_config(spec: dict[str, Any], *, d: int, L_smooth: float,  # noqa: N803
-                 options: dict[str, Any]):
-    """The :class:`ntpgeom.train.config.TrainConfig` of one ``linear.optimizers`` entry.
+def train_config(spec: Mapping[str, Any], *, d: int, L_smooth: float,  # noqa: N803
+                 linear: LinearConfig | Mapping[str, Any]):
+    """The :class:`ntpgeom.train.config.TrainConfig` of one ``linear.optimizers`` entry, with the
+    section's ``epochs``, ``seed``, ``dtype``, ``checkpoints_per_decade`` and ``device``.
 
     ``lr: auto`` (gd only) is 1/(2 L_smooth), the largest step of Lemma 2; a larger gd step is
     allowed but logged, since the theorem no longer covers it. No LR schedule (milestones
     empty): the paper's runs use constant steps.
     """
+    linear = LinearConfig.from_dict(linear)
     opt, lr = spec["optimizer"], spec["lr"]
     bound = 1.0 / (2.0 * L_smooth)
     if lr == "auto":
@@ -317,20 +402,21 @@ def train_config(spec: dict[str, Any], *, d: int, L_smooth: float,  # noqa: N803
         lr = bound
     elif opt == "gd" and lr > bound:
         log.warning("linear: gd step %.3g exceeds 1/(2 L_smooth) = %.3g (Lemma 2)", lr, bound)
-    values: dict[str, Any] = {"model": "linear", "d": d, "epochs": options["epochs"],
+    values: dict[str, Any] = {"model": "linear", "d": d, "epochs": linear.epochs,
                               "optimizer": opt, "lr": float(lr), "milestones": [],
                               "weight_decay": spec.get("weight_decay", 0.0),
-                              "seed": options["seed"], "dtype": options["dtype"],
-                              "checkpoints_per_decade": options["checkpoints_per_decade"],
-                              "device": options["device"]}
+                              "seed": linear.seed, "dtype": linear.dtype,
+                              "checkpoints_per_decade": linear.checkpoints_per_decade,
+                              "device": linear.device}
     if "betas" in spec:
         values["betas"] = spec["betas"]
     return TrainConfig.from_dict(values, where="linear.optimizers")
 
 
 def train_linear(table: Table, reference: xr.Dataset, *, out: str | os.PathLike,
-                 spec: dict[str, Any], options: dict[str, Any], run: str | None = None,
-                 progress: bool | None = False, where: str = "linear reference") -> None:
+                 spec: Mapping[str, Any], linear: LinearConfig | Mapping[str, Any],
+                 run: str | None = None, progress: bool | None = False,
+                 where: str = "linear reference") -> None:
     """Train W on the reference's fixed H̄ with one optimizer; write its trajectory store ``out``
     (``linear/{embedding}/train/{name}.zarr``).
 
@@ -346,8 +432,11 @@ def train_linear(table: Table, reference: xr.Dataset, *, out: str | os.PathLike,
         The opened ``linear/{embedding}/reference.zarr`` of this table.
     out : path-like
         The trajectory store to write (its name also labels the log and error lines).
-    spec, options
-        One ``linear.optimizers`` entry and the section's other options (:func:`train_config`).
+    spec : mapping
+        One ``linear.optimizers`` entry.
+    linear : LinearConfig or mapping
+        The section (:func:`train_config` reads its run settings; the store records
+        :meth:`LinearConfig.options`).
     run : str, optional
         The entry's name (two entries may share an update rule); default: its optimizer.
     where : str
@@ -363,7 +452,8 @@ def train_linear(table: Table, reference: xr.Dataset, *, out: str | os.PathLike,
     H = reference["H_bar"].transpose("dim", "context").values
     check_embeddings(H, table, contexts=[str(c) for c in reference["context"].values], where=where)
     L_smooth = float(reference.attrs["L_smooth"])
-    config = train_config(spec, d=H.shape[0], L_smooth=L_smooth, options=options)
+    linear = LinearConfig.from_dict(linear)
+    config = train_config(spec, d=H.shape[0], L_smooth=L_smooth, linear=linear)
     S = table.S()
 
     def extend(ds):
@@ -386,6 +476,6 @@ def train_linear(table: Table, reference: xr.Dataset, *, out: str | os.PathLike,
         return ds
 
     train(table, config, out=out, progress=progress, features=H, extend=extend,
-          extra_config={"linear": options, "optimizer_spec": spec})
+          extra_config={"linear": linear.options(), "optimizer_spec": dict(spec)})
 
 
