@@ -1,10 +1,11 @@
 """Config flows one way: each section is a frozen dataclass whose defaults are stated once.
 
-The dataclasses (TableConfig, SvmConfig, TrainConfig, GeometryConfig, LinearConfig with its
-EmbeddingConfig entries, and a grid's GridPoint) hold the defaults; the schemas' `default:`s
-document them, the CLI's options and the package functions' keyword defaults read them. These
-tests prove every copy agrees, key by key, so a default changed in one place and not the other
-fails here. Some run real `snakemake -n` with the `--config` override the README documents.
+The dataclasses (TableConfig, SvmConfig, TrainConfig, GeometryConfig, SemanticsConfig,
+LinearConfig with its EmbeddingConfig entries, and a grid's GridPoint) hold the defaults; the
+schemas' `default:`s document them, the CLI's options and the package functions' keyword
+defaults read them. These tests prove every copy agrees, key by key, so a default changed in one
+place and not the other fails here. Some run real `snakemake -n` with the `--config` override
+the README documents.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ntpgeom.config import (
 from ntpgeom.data.build import TableConfig, TokenizerConfig, build_table, make_table
 from ntpgeom.errors import UserError
 from ntpgeom.metrics.geometry import GeometryConfig, run_geometry
+from ntpgeom.metrics.semantics import SemanticsConfig, run_semantics
 from ntpgeom.studies.grid import POINT_KEYS, GridPoint, GridSpec, parse_grid
 from ntpgeom.studies.linear import (
     EmbeddingConfig,
@@ -43,7 +45,7 @@ from ntpgeom.train.config import TrainConfig
 
 SCHEMAS = ROOT / "schemas"
 SECTIONS = {"table": TableConfig, "svm": SvmConfig, "geometry": GeometryConfig,
-            "linear": LinearConfig}
+            "linear": LinearConfig, "semantics": SemanticsConfig}
 # Keys of the `train` section that list one value per run (the run's TrainConfig takes one).
 PER_RUN = {"models": "model", "d": "d", "seeds": "seed", "ridge": "ridge",
            "init_scale": "init_scale"}
@@ -200,6 +202,12 @@ def test_solver_keyword_defaults_are_the_section_defaults():
     cvx_defaults = _keyword_defaults(solve_cvx)
     for key in ("eps", "max_iters", "memory_limit_mb"):
         assert cvx_defaults[key] == expected[key], key
+
+
+def test_semantics_keyword_defaults_are_the_section_defaults():
+    got = _keyword_defaults(run_semantics)
+    assert {k: got[k] for k in dataclass_defaults(SemanticsConfig)} == dataclass_defaults(
+        SemanticsConfig)
 
 
 def test_geometry_keyword_defaults_are_the_section_defaults():
