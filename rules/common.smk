@@ -644,7 +644,7 @@ def _code_digest(paths):
 # digest param rather than ~10 inputs per point: Snakemake matches every input of every job against
 # every rule's outputs, which made a 1,000-point dry-run 2x slower. Editing any of them changes the
 # digest, and the `params` rerun trigger reruns every point.
-GRID_POINT_CODE = _code_digest(src_files("studies/grid", "metrics", "theory/reference", "train"))
+GRID_POINT_CODE = _code_digest(src_files("studies/grid", "studies/grid_points", "metrics", "theory/reference", "train"))
 
 
 def grid_targets():

@@ -31,7 +31,7 @@ rule grid_batch:
 rule grid_aggregate:
     input:
         batches=grid_batch_stores,
-        code=src_files("studies/grid"),
+        code=src_files("studies/grid", "studies/grid_points"),
     output:
         grid=directory(GRID),
     log:

@@ -7,7 +7,8 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 from pathlib import Path  # noqa: E402
 
 from ntpgeom.store import open_store, script_main, write_store  # noqa: E402
-from ntpgeom.studies.grid import GridSpec, aggregate, batch_names, incomplete_batch  # noqa: E402
+from ntpgeom.studies.grid import GridSpec, batch_names  # noqa: E402
+from ntpgeom.studies.grid_points import aggregate, incomplete_batch  # noqa: E402
 
 
 def main() -> None:

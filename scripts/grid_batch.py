@@ -6,8 +6,8 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from ntpgeom.data.table import load  # noqa: E402
 from ntpgeom.store import open_store, script_main, write_store  # noqa: E402
-from ntpgeom.studies.grid import (  # noqa: E402
-    GridPoint,
+from ntpgeom.studies.grid import GridPoint  # noqa: E402
+from ntpgeom.studies.grid_points import (  # noqa: E402
     batch_dataset,
     max_margin_logits,
     reweight_counts,

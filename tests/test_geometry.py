@@ -266,7 +266,8 @@ def test_every_store_speaks_the_one_vocabulary(table, L_mm):
     from pathlib import Path
 
     from ntpgeom.metrics.vocabulary import CHANCE, VOCABULARY
-    from ntpgeom.studies.grid import parse_grid, run_points
+    from ntpgeom.studies.grid import parse_grid
+    from ntpgeom.studies.grid_points import run_points
     from ntpgeom.studies.linear import RUN_METRICS
 
     geo = run_geometry(fake_run(table, L_mm), table, reference_dataset(table),

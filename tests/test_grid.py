@@ -13,16 +13,12 @@ import xarray as xr
 from ntpgeom.data.synthetic import ksubset_table, random_table
 from ntpgeom.errors import UserError
 from ntpgeom.metrics.core import rank_limited_distance
-from ntpgeom.studies.grid import (
-    GridPoint,
-    GridSpec,
+from ntpgeom.studies.grid import GridPoint, GridSpec, batch_key, batch_names, parse_grid
+from ntpgeom.studies.grid_points import (
     aggregate,
     batch_dataset,
-    batch_key,
-    batch_names,
     incomplete_batch,
     max_margin_logits,
-    parse_grid,
     point_config,
     reweight_counts,
     run_points,
