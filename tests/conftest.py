@@ -14,6 +14,19 @@ SAMPLE = ROOT / "data" / "tinystories_sample.txt"  # shipped with the project (d
 BIN = Path(sys.executable).parent
 
 
+#: Test files that share one built fixture workflow (fixture_stores.workflow_results, cached per
+#: process): under pytest-xdist they go to one worker, so it is built once.
+SHARED_WORKFLOW = {"test_figures", "test_report"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """One xdist group per test file (its module-scoped fixtures are then built once), the files
+    of :data:`SHARED_WORKFLOW` in one; ``make test`` distributes them with ``--dist loadgroup``."""
+    for item in items:
+        name = item.module.__name__ if item.module else item.nodeid
+        item.add_marker(pytest.mark.xdist_group("workflow" if name in SHARED_WORKFLOW else name))
+
+
 @pytest.fixture(scope="session")
 def sample() -> Path:
     """The 2 MB TinyStories sample that ships in data/ (a missing file is a broken checkout)."""
