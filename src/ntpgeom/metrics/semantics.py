@@ -39,7 +39,9 @@ from typing import Any
 import numpy as np
 
 from ntpgeom.config import from_section, to_section
+from ntpgeom.errors import UserError
 from ntpgeom.metrics.core import center_columns
+from ntpgeom.metrics.vocabulary import describe
 from ntpgeom.store import provenance
 from ntpgeom.theory.reference import RANK_RTOL
 
@@ -60,7 +62,6 @@ class SemanticsConfig:
     The defaults stated here are the section's (``schemas/semantics.schema.yaml`` documents the
     same values; ``tests/test_semantics.py`` proves they agree) and :func:`run_semantics`'s.
     """
-
     theta: float = THETA  # learning-step threshold, logits
     max_k: int = 8  # largest number of concept directions clustered
     zero_rtol: float = ZERO_RTOL  # |y| ≤ zero_rtol × max |y| is the sign 0
@@ -288,13 +289,11 @@ def run_semantics(train, table, reference, svm=None, *, theta: float = Semantics
     """
     import xarray as xr
 
-    from ntpgeom.metrics.vocabulary import describe
 
     start = time.perf_counter()
     train = train.transpose("step", "token", "dim", "context", ...)
     if [str(t) for t in train["token"].values] != list(table.tokens) or \
             [str(c) for c in train["context"].values] != list(table.contexts):
-        from ntpgeom.errors import UserError
         raise UserError("semantics: the training store's token/context labels differ from the "
                         "table's; rebuild the training run from this table")
     steps = train["step"].values

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ntpgeom.metrics.claims import run_claims, svm_claims
 from ntpgeom.theory.reference import RANK_RTOL, nuclear_norm, reldir
 
 
@@ -40,8 +41,6 @@ def dataset_numbers(table, reference, svm: Mapping[str, Any],
         (:func:`ntpgeom.metrics.claims.run_claims`, against the first solver), and ``svm_claims``:
         claim 7 per solver.
     """
-    from ntpgeom.metrics.claims import run_claims, svm_claims
-
     S_bar = reference["S_bar"].transpose("token", "context").values
     out: dict[str, Any] = {"n": table.n, "m": table.m, "V": table.V, "entropy": table.entropy,
                            "nuclear_norm_S_bar": nuclear_norm(S_bar),

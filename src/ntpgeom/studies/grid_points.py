@@ -17,18 +17,21 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
+import xarray as xr
 
 from ntpgeom.data.table import Table
 from ntpgeom.errors import UserError
 from ntpgeom.metrics.trajectory import LOGIT_METRICS, run_metrics, target_metrics
 from ntpgeom.metrics.vocabulary import describe
+from ntpgeom.store import provenance
 from ntpgeom.studies.grid import POINT_KEYS, GridPoint, GridSpec, batch_key, batch_names
-
-if TYPE_CHECKING:  # xarray only where a store is built
-    import xarray as xr
+from ntpgeom.theory.reference import centered_support, in_support_logits
+from ntpgeom.train.config import TrainConfig, checkpoint_steps
+from ntpgeom.train.engine import fit, fit_runs
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +39,6 @@ log = logging.getLogger(__name__)
 def batch_dataset(points: Sequence[Any], patterns: Sequence[str]):
     """One batch's store: its points' datasets (:func:`point_dataset`) stacked on a ``point``
     dim labelled by their patterns; each point's parameters stay in attrs ``points``."""
-    import xarray as xr
-
-    from ntpgeom.store import provenance
-
     parts = []
     for ds in points:
         ds = ds.copy()
@@ -111,8 +110,6 @@ def max_margin_logits(table: Table, solver: str, svm: xr.Dataset | None = None, 
         If ``closed_form`` is asked for a table without a closed form, the store is missing, or
         its L^mm is not of the table's shape.
     """
-    from ntpgeom.theory.reference import centered_support
-
     if solver == "closed_form":
         if table.attrs.get("closed_form") != "S_bar":
             raise UserError(f"solver: closed_form needs a k-subset table (L^mm = S̄); the table "
@@ -146,10 +143,6 @@ def point_dataset(history: Mapping[str, np.ndarray], *, table: Table,
     point : GridPoint or mapping
         The point's settings (into attrs; ``d`` and ``rank_rtol`` are used here).
     """
-    import xarray as xr
-
-    from ntpgeom.store import provenance
-
     point = GridPoint.from_dict(point)
 
     obj = np.dtype(object)
@@ -210,10 +203,6 @@ def aggregate(spec: GridSpec, batches: Mapping[str, xr.Dataset], *,
         If a batch is missing or its store lacks one of its points. (An incomplete store, one
         without ``zarr.json``, is refused before it is opened: :func:`incomplete_batch`.)
     """
-    import xarray as xr
-
-    from ntpgeom.store import provenance
-
     names = batch_names(spec)
     missing = [b for b in names if b not in batches]
     if missing:
@@ -273,8 +262,6 @@ def point_config(point: GridPoint | Mapping[str, Any], *, device: str, threads: 
     are exact there), float32 on CUDA (what a GPU runs fast), for every model. Only the first and
     last steps are traced: a point's series are its ``checkpoints``.
     """
-    from ntpgeom.train.config import TrainConfig  # torch: not at the workflow's parse time
-
     point = GridPoint.from_dict(point)
     decoupled = point.optimizer == "adamw"
     return TrainConfig.from_dict({
@@ -298,9 +285,6 @@ def train_points(table: Table, points: Sequence[GridPoint | Mapping[str, Any]], 
     backend, so that each equals, bit for bit on CPU, the training stage's run of its settings
     (a batched transformer reduces in another order).
     """
-    from ntpgeom.train.config import checkpoint_steps
-    from ntpgeom.train.engine import fit, fit_runs
-
     points = [GridPoint.from_dict(p) for p in points]
     configs = [point_config(p, device=device, threads=threads) for p in points]
     first = points[0]
@@ -330,10 +314,6 @@ def run_points(table: Table, L_mm: np.ndarray,  # noqa: N803
         CPU threads for torch (the rule's ``threads``; torch's default, every core, oversubscribes
         the machine when Snakemake runs several points at once).
     """
-    import torch  # the points' jobs only, not the workflow's parse time
-
-    from ntpgeom.theory.reference import centered_support, in_support_logits
-
     points = [GridPoint.from_dict(p) for p in points]
     if len({batch_key(p) for p in points}) != 1:
         raise ValueError("run_points needs points of equal shape (see batch_key)")
