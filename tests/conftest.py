@@ -19,11 +19,23 @@ BIN = Path(sys.executable).parent
 SHARED_WORKFLOW = {"test_figures", "test_report"}
 
 
+#: The files that take longest (tens of seconds to minutes, mostly real Snakemake runs), longest
+#: first: they are handed out first, so that no worker is left with one of them at the end.
+LONGEST = ("test_figures", "test_report", "test_safety", "test_config", "test_grid",
+           "test_workflow", "test_config_sections", "test_semantics")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """One xdist group per test file (its module-scoped fixtures are then built once), the files
-    of :data:`SHARED_WORKFLOW` in one; ``make test`` distributes them with ``--dist loadgroup``."""
+    of :data:`SHARED_WORKFLOW` in one, the :data:`LONGEST` first; ``make test`` distributes the
+    groups with ``--dist loadgroup``. The order within a file is kept."""
+    def module(item: pytest.Item) -> str:
+        return item.module.__name__ if item.module else item.nodeid
+
+    items.sort(key=lambda item: LONGEST.index(module(item)) if module(item) in LONGEST
+               else len(LONGEST))
     for item in items:
-        name = item.module.__name__ if item.module else item.nodeid
+        name = module(item)
         item.add_marker(pytest.mark.xdist_group("workflow" if name in SHARED_WORKFLOW else name))
 
 
