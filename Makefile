@@ -33,11 +33,12 @@ resume: setup
 	$(BIN)/snakemake --unlock $(SNAKEMAKE_ARGS)
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete $(SNAKEMAKE_ARGS)
 
-# The suite runs on every core (pytest-xdist), each test file on one worker (tests/conftest.py
-# groups them), so a file's module-scoped fixtures are built once. PYTEST_JOBS=0: serial.
+# The suite runs on every core (pytest-xdist), each test file on one worker, so a file's
+# module-scoped fixtures are built once (tests/conftest.py hands the longest out first).
+# PYTEST_JOBS=0: serial.
 PYTEST_JOBS ?= auto
 test: setup
-	$(BIN)/pytest -n $(PYTEST_JOBS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 bench: setup
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

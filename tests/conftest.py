@@ -14,29 +14,23 @@ SAMPLE = ROOT / "data" / "tinystories_sample.txt"  # shipped with the project (d
 BIN = Path(sys.executable).parent
 
 
-#: Test files that share one built fixture workflow (fixture_stores.workflow_results, cached per
-#: process): under pytest-xdist they go to one worker, so it is built once.
-SHARED_WORKFLOW = {"test_figures", "test_report"}
-
-
 #: The files that take longest (tens of seconds to minutes, mostly real Snakemake runs), longest
-#: first: they are handed out first, so that no worker is left with one of them at the end.
-LONGEST = ("test_figures", "test_report", "test_safety", "test_config", "test_grid",
-           "test_workflow", "test_config_sections", "test_semantics")
+#: first: pytest-xdist (``make test``: ``--dist loadfile``, one file per worker) hands them out
+#: first, so that no worker is left with one of them at the end. test_report is not among them:
+#: it reuses test_figures' fixture workflow (``fixture_stores.workflow_results``), ready by the
+#: time it runs.
+LONGEST = ("test_figures", "test_safety", "test_config", "test_grid", "test_workflow",
+           "test_config_sections", "test_semantics")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """One xdist group per test file (its module-scoped fixtures are then built once), the files
-    of :data:`SHARED_WORKFLOW` in one, the :data:`LONGEST` first; ``make test`` distributes the
-    groups with ``--dist loadgroup``. The order within a file is kept."""
-    def module(item: pytest.Item) -> str:
-        return item.module.__name__ if item.module else item.nodeid
+    """The files of :data:`LONGEST` first (in that order), the others as collected; the order
+    within a file is kept."""
+    def rank(item: pytest.Item) -> int:
+        name = item.module.__name__ if item.module else ""
+        return LONGEST.index(name) if name in LONGEST else len(LONGEST)
 
-    items.sort(key=lambda item: LONGEST.index(module(item)) if module(item) in LONGEST
-               else len(LONGEST))
-    for item in items:
-        name = module(item)
-        item.add_marker(pytest.mark.xdist_group("workflow" if name in SHARED_WORKFLOW else name))
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -205,22 +206,37 @@ def workflow_results(tmp_path_factory) -> Path:
     """Once per test session: fixture stores of dataset ``rand`` (a random 10 × 14 table, two
     solvers, a UFM and a "transformer" run, the linear study of :data:`LINEAR`), then Snakemake
     builds every geometry store, every figure (the dataset's, the overlays, the linear ones and
-    the 2-D toy) and ``results/report.html`` from them. Returns the working directory."""
+    the 2-D toy) and ``results/report.html`` from them. Returns the working directory.
+
+    Under pytest-xdist the workers share it: it is built once, in the session's common temporary
+    folder, by the first worker that asks (the others wait on a file lock), since building it
+    takes a minute and two cores."""
     if "root" not in _WORKFLOW:
+        import fcntl
         import json
+        import os
 
         from ntpgeom.data.synthetic import random_table
 
-        root = tmp_path_factory.mktemp("workflow")
-        write_results(root, "rand", random_table(V=10, m=14, max_support=3, seed=3),
-                      steps=2000, solvers=("scs", "admm"))
-        write_linear(root, "rand")
-        (root / "config.yaml").write_text(
-            "datasets:\n  rand: {source: synthetic, synthetic: {kind: grammar}}\n"
-            "train: {models: [ufm, transformer], d: [16], seeds: [0]}\n"
-            "geometry: {knn_k: 3}\n"
-            f"linear: {json.dumps(LINEAR)}\n")
-        done = snakemake(root, "results/report.html")
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+        base = tmp_path_factory.getbasetemp()
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            base = base.parent  # shared by the workers of this session
+        root, done_marker = base / "workflow", base / "workflow.done"
+        with open(base / "workflow.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not done_marker.exists():
+                shutil.rmtree(root, ignore_errors=True)  # a worker's half-built attempt
+                root.mkdir()
+                write_results(root, "rand", random_table(V=10, m=14, max_support=3, seed=3),
+                              steps=2000, solvers=("scs", "admm"))
+                write_linear(root, "rand")
+                (root / "config.yaml").write_text(
+                    "datasets:\n  rand: {source: synthetic, synthetic: {kind: grammar}}\n"
+                    "train: {models: [ufm, transformer], d: [16], seeds: [0]}\n"
+                    "geometry: {knn_k: 3}\n"
+                    f"linear: {json.dumps(LINEAR)}\n")
+                done = snakemake(root, "results/report.html")
+                assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+                done_marker.touch()
         _WORKFLOW["root"] = root
     return _WORKFLOW["root"]
